@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""The default CDK app: one stack of state machines for the pipelines folder.
+
+Context: ``pipelines_dir`` (default ``pipelines``), ``stack_name`` (default
+``SfnPipelines``), ``on_failure`` (``isolate`` | ``stop_all``), plus the Batch keys in
+``infra/batch_environment.py``. A bad pipelines folder exits 2 with one line per problem.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "constructs"))  # works without `pip install -e .` too
+
+import aws_cdk as cdk  # noqa: E402
+
+from infra.pipelines_stack import PipelinesStack  # noqa: E402
+from sfn_pipelines.model import PipelineConfigError  # noqa: E402
+from sfn_pipelines.workflow import load_pipeline_set  # noqa: E402
+
+
+def build_app(app: cdk.App | None = None) -> cdk.App:
+    app = app or cdk.App(outdir=os.environ.get("CDK_OUTDIR") or str(HERE / "cdk.out"))
+    pipelines_dir = Path(app.node.try_get_context("pipelines_dir") or "pipelines")
+    if not pipelines_dir.is_absolute():
+        pipelines_dir = (Path.cwd() / pipelines_dir) if (Path.cwd() / pipelines_dir).exists() else HERE / pipelines_dir
+    pipeline_set = load_pipeline_set(pipelines_dir)
+    for warning in pipeline_set.warnings:
+        print(warning, file=sys.stderr)
+    stack_name = app.node.try_get_context("stack_name") or "SfnPipelines"
+    PipelinesStack(app, stack_name, pipeline_set=pipeline_set,
+                   on_failure=app.node.try_get_context("on_failure") or "isolate",
+                   suppress_template_indentation=True,
+                   description="ML pipelines as Step Functions workflows (sfn-pipelines)")
+    return app
+
+
+def main() -> int:
+    try:
+        app = build_app()
+    except PipelineConfigError as e:
+        print(f"sfn-pipelines: {len(e.problems)} problem(s) in the pipelines folder:", file=sys.stderr)
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"sfn-pipelines: {e}", file=sys.stderr)
+        return 2
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

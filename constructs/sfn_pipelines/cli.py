@@ -1,0 +1,252 @@
+"""``sfn-pipelines``: check, plan and draw pipelines without CDK (it never imports aws_cdk).
+
+Exit codes: 0 ok, 1 a run or check failed, 2 bad input (one ``path:line: message`` each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sfn_pipelines import __version__, limits
+from sfn_pipelines.model import PipelineConfigError, Problem
+from sfn_pipelines.plan import render_text
+from sfn_pipelines.workflow import PipelineSet, Workflow, load_pipeline_set
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in the command line itself; printed as one line, exit 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except PipelineConfigError as e:
+        _print_problems(e.problems, getattr(args, "dir", None))
+        return EXIT_USAGE
+    except UsageError as e:
+        print(f"sfn-pipelines: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sfn-pipelines: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sfn-pipelines",
+        description="Turn ML pipeline script configs (pipelines.json/.yaml manifests or inline "
+        "WORKBENCH_BATCH dicts) into Step Functions workflows. Scripts are parsed, never run.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check a pipelines folder; exit 2 with one line per problem")
+    v.add_argument("dir", metavar="DIR", help="the pipelines folder")
+    v.set_defaults(func=cmd_validate)
+
+    pl = sub.add_parser("plan", help="show groups, steps, external inputs, added constraints and structure")
+    pl.add_argument("dir", metavar="DIR")
+    pl.add_argument("--json", action="store_true", help="machine-readable output (a stable contract)")
+    pl.add_argument("--group", metavar="NAME", help="only this dependency group")
+    pl.set_defaults(func=cmd_plan)
+
+    g = sub.add_parser("graph", help="print the dependency graph as Mermaid or Graphviz dot")
+    g.add_argument("dir", metavar="DIR")
+    g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    g.add_argument("--group", metavar="NAME", help="only this dependency group")
+    g.set_defaults(func=cmd_graph)
+
+    s = sub.add_parser("summary", help="summarise the state machines in a synthesized cdk.out folder")
+    s.add_argument("cdk_out", metavar="CDK_OUT", nargs="?", default="cdk.out")
+    s.set_defaults(func=cmd_summary)
+
+    for extra in _extra_commands():
+        extra(sub)
+    return p
+
+
+def _extra_commands():
+    """Run-time commands live in their own module so planning stays import-light."""
+    try:
+        from sfn_pipelines import cli_run
+    except ImportError:  # pragma: no cover - optional module
+        return []
+    return cli_run.COMMANDS
+
+
+# --- validate / plan / graph ------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    ps = _load(args.dir)
+    steps = sum(len(w.group.steps) for w in ps.workflows)
+    print(f"ok: {steps} steps in {len(ps.workflows)} dependency group(s) under {args.dir}")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    ps = _load(args.dir)
+    workflows = _select(ps, args.group)
+    if args.json:
+        json.dump({"groups": [w.to_dict() for w in workflows]}, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    for i, w in enumerate(workflows):
+        if i:
+            print()
+        _print_plan(w)
+    return EXIT_OK
+
+
+def _print_plan(w: Workflow) -> None:
+    g, plan = w.group, w.plan
+    print(f"group {g.name}  (pipelines: {', '.join(g.pipelines)}; {len(g.steps)} steps)")
+    for s in g.steps:
+        parents = g.parents(s.id)
+        after = f"  after {', '.join(parents)}" if parents else ""
+        hint = f"  ~{s.options.expected_minutes:g} min" if s.options.expected_minutes else ""
+        print(f"  {s.id:<32} {s.script}{hint}{after}")
+    if g.external_inputs:
+        print(f"  external inputs: {', '.join(g.external_inputs)}")
+    if plan.added:
+        print("  added constraints (the order is not series-parallel; restructure to remove them):")
+        for c in plan.added:
+            print(f"    {', '.join(c.before)}  before  {', '.join(c.after)}")
+    print("  structure:")
+    print("\n".join("    " + line for line in render_text(plan.root).splitlines()))
+    ratio = plan.makespan / plan.critical_path if plan.critical_path else 1.0
+    t = w.estimated_transitions()
+    print(f"  critical path {plan.critical_path:g} min, planned makespan {plan.makespan:g} min "
+          f"(x{ratio:.2f}); hints from expected_minutes, else 1 min per step")
+    print(f"  per successful run: ~{t} state transitions (${t * limits.PRICE_PER_TRANSITION_USD:.5f}), "
+          f"~{w.estimated_history_events()} history events of {limits.HISTORY_EVENTS_MAX:,}")
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    ps = _load(args.dir)
+    workflows = _select(ps, args.group)
+    print(to_dot(workflows) if args.format == "dot" else to_mermaid(workflows))
+    return EXIT_OK
+
+
+def to_mermaid(workflows: list[Workflow]) -> str:
+    lines = ["flowchart TD"]
+    for w in workflows:
+        lines.append(f"  subgraph {w.name}")
+        for s in w.group.steps:
+            lines.append(f'    {s.id}["{s.id}"]')
+        for ext in w.group.external_inputs:
+            lines.append(f'    {_node_id(ext)}[("{ext}")]')
+        lines.append("  end")
+        for a, b in w.group.edges:
+            lines.append(f"  {a} --> {b}")
+        for s in w.group.steps:
+            for r in s.inputs:
+                if r.key in w.group.external_inputs:
+                    lines.append(f"  {_node_id(r.key)} -.-> {s.id}")
+    return "\n".join(lines)
+
+
+def to_dot(workflows: list[Workflow]) -> str:
+    lines = ["digraph pipelines {", "  rankdir=TB;", "  node [shape=box];"]
+    for w in workflows:
+        lines.append(f'  subgraph "cluster_{w.name}" {{')
+        lines.append(f'    label="{w.name}";')
+        for s in w.group.steps:
+            lines.append(f'    "{s.id}";')
+        for ext in w.group.external_inputs:
+            lines.append(f'    "{ext}" [shape=cylinder, style=dashed];')
+        for a, b in w.group.edges:
+            lines.append(f'    "{a}" -> "{b}";')
+        for s in w.group.steps:
+            for r in s.inputs:
+                if r.key in w.group.external_inputs:
+                    lines.append(f'    "{r.key}" -> "{s.id}" [style=dashed];')
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _node_id(ref: str) -> str:
+    return "ext_" + "".join(c if c.isalnum() else "_" for c in ref)
+
+
+# --- summary of a cdk.out ------------------------------------------------------------
+def cmd_summary(args: argparse.Namespace) -> int:
+    out = Path(args.cdk_out)
+    templates = sorted(out.glob("*.template.json"))
+    if not templates:
+        raise UsageError(f"no *.template.json in {out}; run the synth first")
+    for path in templates:
+        template = json.loads(path.read_text())
+        machines = {k: r for k, r in template.get("Resources", {}).items()
+                    if r.get("Type") == "AWS::StepFunctions::StateMachine"}
+        print(f"{path}  ({path.stat().st_size:,} bytes, {len(machines)} state machine(s))")
+        for logical_id, res in sorted(machines.items()):
+            definition = _definition_text(res["Properties"].get("DefinitionString"))
+            try:
+                states = _count_states(json.loads(definition))
+            except ValueError:
+                states = {}
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(states.items()))
+            print(f"  {res['Properties'].get('StateMachineName', logical_id)}: {sum(states.values())} states "
+                  f"({kinds}); definition {len(definition):,} bytes of {limits.DEFINITION_MAX_BYTES:,}")
+    return EXIT_OK
+
+
+def _definition_text(value) -> str:
+    """Flatten a ``Fn::Join`` DefinitionString; tokens become short placeholders."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        return sep.join(p if isinstance(p, str) else "TOKEN" for p in parts)
+    return json.dumps(value)
+
+
+def _count_states(definition: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for state in definition.get("States", {}).values():
+        counts[state["Type"]] = counts.get(state["Type"], 0) + 1
+        for branch in state.get("Branches", []):
+            for k, n in _count_states(branch).items():
+                counts[k] = counts.get(k, 0) + n
+    return counts
+
+
+# --- helpers -----------------------------------------------------------------------------
+def _load(directory: str) -> PipelineSet:
+    ps = load_pipeline_set(directory)
+    _print_problems(ps.warnings, directory)
+    return ps
+
+
+def _select(ps: PipelineSet, group: str | None) -> list[Workflow]:
+    if group is None:
+        return ps.workflows
+    try:
+        return [ps.workflow(group)]
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+
+
+def _print_problems(problems: list[Problem], directory: str | None) -> None:
+    for p in problems:
+        path = os.path.join(directory, p.source.path) if directory and p.source.path else p.source.path
+        line = f":{p.source.line}" if p.source.line else ""
+        kind = "warning: " if p.warning else ""
+        print(f"{path}{line}: {kind}{p.message}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
