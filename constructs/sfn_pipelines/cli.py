@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sfn_pipelines import __version__, limits
+from sfn_pipelines.definition import definition_text
 from sfn_pipelines.model import PipelineConfigError, Problem
 from sfn_pipelines.plan import render_text
 from sfn_pipelines.workflow import PipelineSet, Workflow, load_pipeline_set
@@ -193,7 +194,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
                     if r.get("Type") == "AWS::StepFunctions::StateMachine"}
         print(f"{path}  ({path.stat().st_size:,} bytes, {len(machines)} state machine(s))")
         for logical_id, res in sorted(machines.items()):
-            definition = _definition_text(res["Properties"].get("DefinitionString"))
+            definition = definition_text(res["Properties"].get("DefinitionString"))
             try:
                 states = _count_states(json.loads(definition))
             except ValueError:
@@ -202,16 +203,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
             print(f"  {res['Properties'].get('StateMachineName', logical_id)}: {sum(states.values())} states "
                   f"({kinds}); definition {len(definition):,} bytes of {limits.DEFINITION_MAX_BYTES:,}")
     return EXIT_OK
-
-
-def _definition_text(value) -> str:
-    """Flatten a ``Fn::Join`` DefinitionString; tokens become short placeholders."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Join" in value:
-        sep, parts = value["Fn::Join"]
-        return sep.join(p if isinstance(p, str) else "TOKEN" for p in parts)
-    return json.dumps(value)
 
 
 def _count_states(definition: dict) -> dict[str, int]:

@@ -118,6 +118,11 @@ def failed_state(step_id: str) -> str:
     return f"Failed {step_id}"
 
 
+def branch_end_state(step_id: str) -> str:
+    """Where a branch's last step goes when it is left out: a Succeed ends only the branch."""
+    return f"End {step_id}"
+
+
 def parallel_state(member_ids: list[str]) -> str:
     """Named after its first member and a hash of all members: stable and readable."""
     h = short_hash(*sorted(member_ids))
