@@ -79,12 +79,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands():
-    """Run-time commands live in their own module so planning stays import-light."""
-    try:
-        from sfn_pipelines import cli_run
-    except ImportError:  # pragma: no cover - optional module
-        return []
-    return cli_run.COMMANDS
+    """Run-time commands live in their own modules (local runs; cloud runs), each exposing
+    ``COMMANDS``: callables that add subparsers. Keeps validate/plan import-light."""
+    import importlib
+
+    commands = []
+    for name in ("sfn_pipelines.cli_run", "sfn_pipelines.cli_cloud"):
+        try:
+            commands += importlib.import_module(name).COMMANDS
+        except ModuleNotFoundError as e:  # pragma: no cover - module not written yet
+            if e.name != name:
+                raise
+    return commands
 
 
 # --- validate / plan / graph ------------------------------------------------------
