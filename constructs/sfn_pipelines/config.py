@@ -365,6 +365,7 @@ class _Loader:
             args=tuple(node.get("args", ())),
             job_queue=node.get("job_queue"),
             job_definition=node.get("job_definition"),
+            approval=_approval(node.get("approval")),
         )
         self.steps.append(
             Step(
@@ -509,3 +510,10 @@ def _document_lines(text: str) -> tuple[_Lines, list[tuple[object, int, int]]]:
                 lines[(*path, index)] = value.start_mark.line + 1
                 stack.append((value, (*path, index)))
     return lines, duplicates
+
+
+def _approval(value: object) -> str | None:
+    """``true`` → a gate with the default message, a string → that message, else no gate."""
+    if value is True:
+        return ""
+    return value if isinstance(value, str) else None

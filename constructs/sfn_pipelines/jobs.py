@@ -13,6 +13,9 @@ from sfn_pipelines import limits
 from sfn_pipelines.model import Step
 
 RUN_ID_ENV = "PIPELINE_RUN_ID"
+# Cost allocation: every job is tagged with its pipeline, group, step and run id.
+TAG_PREFIX = "sfn-pipelines:"
+RUN_ID_TAG = f"{TAG_PREFIX}run-id"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class JobSpec:
     gpus: int | None
     timeout_minutes: int | None
     retries: int
+    tags: dict[str, str]  # all but RUN_ID_TAG, known at run time
 
 
 def job_spec(step: Step, *, group: str, scripts_archive: str | None = None) -> JobSpec:
@@ -58,6 +62,7 @@ def job_spec(step: Step, *, group: str, scripts_archive: str | None = None) -> J
         gpus=o.gpus,
         timeout_minutes=o.timeout,
         retries=o.retries or 0,
+        tags={f"{TAG_PREFIX}group": group, f"{TAG_PREFIX}pipeline": step.pipeline, f"{TAG_PREFIX}step": step.id},
     )
 
 

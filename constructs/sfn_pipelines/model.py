@@ -62,6 +62,7 @@ class StepOptions:
     args: tuple[str, ...] = ()
     job_queue: str | None = None
     job_definition: str | None = None
+    approval: str | None = None  # None: no gate; "" or a message: a human approves first
 
 
 @dataclass(frozen=True)

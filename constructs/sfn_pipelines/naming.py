@@ -17,8 +17,9 @@ from dataclasses import replace
 from sfn_pipelines import limits
 from sfn_pipelines.model import Step
 
-# Room left in a state name for the longest prefix we add ("Failed ", "Check ", "Skip ").
-MAX_STEP_ID = limits.STATE_NAME_MAX - len("Failed ")
+# State names are "<prefix><step id>"; ids leave room for the longest prefix.
+STATE_PREFIXES = ("Check ", "Skip ", "Failed ", "Approve ", "End ")
+MAX_STEP_ID = limits.STATE_NAME_MAX - max(map(len, STATE_PREFIXES))
 MAX_GROUP_NAME = 40  # leaves room for a stack prefix in the 80-char state machine name
 
 _NOT_KEY = re.compile(r"[^A-Za-z0-9_]+")
@@ -116,6 +117,10 @@ def skip_state(step_id: str) -> str:
 
 def failed_state(step_id: str) -> str:
     return f"Failed {step_id}"
+
+
+def approve_state(step_id: str) -> str:
+    return f"Approve {step_id}"
 
 
 def branch_end_state(step_id: str) -> str:

@@ -44,6 +44,10 @@ NODE_PROPERTIES: dict[str, dict[str, Any]] = {
     "args": {"type": "array", "items": {"type": "string"}, "description": "a list of strings"},
     "job_queue": {"type": "string", "minLength": 1, "description": "a non-empty job queue name or ARN"},
     "job_definition": {"type": "string", "minLength": 1, "description": "a non-empty job definition name or ARN"},
+    "approval": {
+        "anyOf": [{"type": "boolean"}, {"type": "string", "minLength": 1}],
+        "description": "true, false, or a message for the approvers",
+    },
 }
 
 NODE_SCHEMA: dict[str, Any] = {

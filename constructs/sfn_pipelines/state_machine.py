@@ -16,13 +16,15 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IValidation
 
 from sfn_pipelines import limits, naming
 from sfn_pipelines.definition import definition_size
-from sfn_pipelines.jobs import RUN_ID_ENV, JobSpec, job_spec, overrides_size
+from sfn_pipelines.jobs import RUN_ID_ENV, RUN_ID_TAG, JobSpec, job_spec, overrides_size
 from sfn_pipelines.layout import Scope
 from sfn_pipelines.model import PipelineConfigError, Problem
 from sfn_pipelines.plan import Leaf, Node, Parallel, Series
@@ -34,6 +36,9 @@ ON_FAILURE_CHOICES: tuple[str, ...] = ("isolate", "stop_all")
 # Batch API errors worth retrying (aws-notes.md); job failures are left to the step's `retries`.
 BATCH_API_ERRORS = ["Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"]
 RUN_FAILED_ERROR = "PipelineStepsFailed"
+APPROVAL_REJECTED_ERROR = "ApprovalRejected"  # what `sfn-pipelines reject` sends
+LOG_LEVELS = {"ALL": sfn.LogLevel.ALL, "ERROR": sfn.LogLevel.ERROR, "FATAL": sfn.LogLevel.FATAL,
+              "OFF": sfn.LogLevel.OFF}
 
 
 class WorkbenchPipelineStateMachine(Construct):
@@ -56,6 +61,14 @@ class WorkbenchPipelineStateMachine(Construct):
     :param api_retry_interval: first wait before retrying a Batch API error. Default: 2 s.
     :param api_retry_attempts: retries of Batch API errors, 0-10. Default: 6.
     :param job_retry_interval: first wait before a step's own ``retries``. Default: 60 s.
+    :param approval_topic: SNS topic that approval requests go to (steps with ``approval``).
+        Default: a topic created here when some step has a gate.
+    :param approval_timeout: how long a gate waits; a timeout counts as the step failing.
+        Between 1 minute and 365 days. Default: 24 hours.
+    :param log_level: execution logging, ``"ALL"``, ``"ERROR"``, ``"FATAL"`` or ``"OFF"``.
+        Default: ``"ERROR"``.
+    :param log_retention: how long execution logs are kept. Default: one month.
+    :param tracing_enabled: X-Ray tracing. Default: true.
     """
 
     def __init__(
@@ -77,6 +90,11 @@ class WorkbenchPipelineStateMachine(Construct):
         api_retry_interval: cdk.Duration | None = None,
         api_retry_attempts: int = 6,
         job_retry_interval: cdk.Duration | None = None,
+        approval_topic: sns.ITopic | None = None,
+        approval_timeout: cdk.Duration | None = None,
+        log_level: str = "ERROR",
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        tracing_enabled: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.workflow = _resolve_workflow(workflow, pipelines_dir, group_name)
@@ -92,6 +110,15 @@ class WorkbenchPipelineStateMachine(Construct):
         ):
             raise ValueError(f"state_machine_name must be 1-80 characters. Received {len(state_machine_name)}.")
 
+        if log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}. Received {log_level!r}.")
+        self.approval_timeout = approval_timeout or cdk.Duration.hours(24)
+        if not cdk.Token.is_unresolved(self.approval_timeout.to_seconds()) and not (
+            60 <= self.approval_timeout.to_seconds() <= 365 * 86400
+        ):
+            raise ValueError("approval_timeout must be between 1 minute and 365 days. "
+                             f"Received {self.approval_timeout.to_human_string()}.")
+
         self.job_queue = job_queue
         self.job_queues = dict(job_queues or {})
         self.job_definitions = dict(job_definitions)
@@ -104,8 +131,19 @@ class WorkbenchPipelineStateMachine(Construct):
                       for s in self.workflow.group.steps}
         _check_specs(self.workflow, self.specs, self.job_definitions, self.job_queues)
 
+        gated = [s for s in self.workflow.group.steps if s.options.approval is not None]
+        self.approval_topic: sns.ITopic | None = approval_topic or (
+            sns.Topic(self, "ApprovalTopic", display_name=f"Approvals for {self.workflow.name}",
+                      enforce_ssl=True) if gated else None)
+
         self._tasks: list[tasks.BatchSubmitJob] = []
         definition = self._render()
+        self.log_group = None
+        log_options = None
+        if log_level != "OFF":
+            self.log_group = logs.LogGroup(self, "ExecutionLogs", retention=log_retention)
+            log_options = sfn.LogOptions(destination=self.log_group, level=LOG_LEVELS[log_level],
+                                         include_execution_data=log_level == "ALL")
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -113,6 +151,8 @@ class WorkbenchPipelineStateMachine(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             state_machine_name=state_machine_name,
             timeout=timeout,
+            logs=log_options,
+            tracing_enabled=tracing_enabled,
             comment=f"Pipelines {', '.join(self.workflow.group.pipelines)} (generated by sfn-pipelines)",
         )
         self._grant_job_control()
@@ -191,6 +231,7 @@ class WorkbenchPipelineStateMachine(Construct):
             after,
             comment="Not selected: treated as up to date",
         )
+        failed: sfn.State | None = None
         if self.on_failure == "isolate":
             parents = self.workflow.group.parents(step_id)
             if parents:
@@ -206,10 +247,46 @@ class WorkbenchPipelineStateMachine(Construct):
             task.add_catch(failed, errors=[sfn.Errors.ALL], result_path=status)
             if nxt is not None:
                 failed.next(nxt)
-        check.otherwise(task)
+        needs_gate = self.workflow.group.step(step_id).options.approval is not None
+        gate = self._gate(step_id, status, failed) if needs_gate else None
+        check.otherwise(gate if gate is not None else task)
+        if gate is not None:
+            gate.next(task)
         if nxt is not None:
             task.next(nxt)
         return check
+
+    def _gate(self, step_id: str, status_path: str, failed: sfn.State | None) -> tasks.SnsPublish:
+        """A human approves before the step runs; rejection or timeout fails the step."""
+        step = self.workflow.group.step(step_id)
+        assert self.approval_topic is not None
+        gate = tasks.SnsPublish(
+            self,
+            naming.approve_state(step_id),
+            topic=self.approval_topic,
+            subject=naming.fit(f"Approval needed: {step_id}", 99),
+            message=sfn.TaskInput.from_object({
+                "message": step.options.approval or f"Approve running {step.script} ({step_id})?",
+                "group": self.workflow.name,
+                "pipeline": step.pipeline,
+                "step": step_id,
+                "script": step.script,
+                "inputs": [r.key for r in step.inputs],
+                "outputs": [r.key for r in step.outputs],
+                "run_id": sfn.JsonPath.string_at("$$.Execution.Name"),
+                "execution": sfn.JsonPath.string_at("$$.Execution.Id"),
+                "approve": f"sfn-pipelines approve <execution> {step_id}",
+                "reject": f"sfn-pipelines reject <execution> {step_id} --reason '...'",
+                "token": sfn.JsonPath.task_token,
+            }),
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            task_timeout=sfn.Timeout.duration(self.approval_timeout),
+            result_path=sfn.JsonPath.DISCARD,
+            comment="Waits for `sfn-pipelines approve` or `reject`; a timeout fails the step",
+        )
+        if failed is not None:
+            gate.add_catch(failed, errors=[sfn.Errors.ALL], result_path=status_path)
+        return gate
 
     def _task(self, spec: JobSpec, status_path: str) -> tasks.BatchSubmitJob:
         env = {**spec.environment, RUN_ID_ENV: sfn.JsonPath.string_at("$$.Execution.Name")}
@@ -230,6 +307,7 @@ class WorkbenchPipelineStateMachine(Construct):
             ),
             task_timeout=(sfn.Timeout.duration(cdk.Duration.minutes(spec.timeout_minutes))
                           if spec.timeout_minutes else None),
+            tags={**spec.tags, RUN_ID_TAG: sfn.JsonPath.string_at("$$.Execution.Name")},
             result_selector={"status": "SUCCEEDED", "job": sfn.JsonPath.string_at("$.JobId")},
             result_path=status_path,
         )
@@ -251,7 +329,7 @@ class WorkbenchPipelineStateMachine(Construct):
             actions=["batch:DescribeJobs"], resources=["*"],  # DescribeJobs has no resource-level permissions
         ))
         self.state_machine.add_to_role_policy(iam.PolicyStatement(
-            actions=["batch:TerminateJob"],
+            actions=["batch:TerminateJob", "batch:TagResource"],  # TagResource: jobs are submitted with tags
             resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
         ))
 
