@@ -84,7 +84,7 @@ def _extra_commands():
     import importlib
 
     commands = []
-    for name in ("sfn_pipelines.cli_run", "sfn_pipelines.cli_cloud"):
+    for name in ("sfn_pipelines.cli_run", "sfn_pipelines.cli_cloud", "sfn_pipelines.cli_ops"):
         try:
             commands += importlib.import_module(name).COMMANDS
         except ModuleNotFoundError as e:  # pragma: no cover - module not written yet
