@@ -132,11 +132,13 @@ def _print_plan(w: Workflow) -> None:
     print("  structure:")
     print("\n".join("    " + line for line in render_text(plan.root).splitlines()))
     ratio = plan.makespan / plan.critical_path if plan.critical_path else 1.0
-    t = w.estimated_transitions()
+    t, tr = w.estimated_transitions(), w.estimated_transitions(with_retries=True)
     print(f"  critical path {plan.critical_path:g} min, planned makespan {plan.makespan:g} min "
           f"(x{ratio:.2f}); hints from expected_minutes, else 1 min per step")
-    print(f"  per successful run: ~{t} state transitions (${t * limits.PRICE_PER_TRANSITION_USD:.5f}), "
-          f"~{w.estimated_history_events()} history events of {limits.HISTORY_EVENTS_MAX:,}")
+    print(f"  per run: ~{t} state transitions, ${w.estimated_cost_usd():.5f} at "
+          f"${limits.PRICE_PER_TRANSITION_USD * 1000:.3f}/1,000 (with every step's retries: {tr}, "
+          f"${w.estimated_cost_usd(with_retries=True):.5f}); Batch compute billed separately")
+    print(f"  ~{w.estimated_history_events()} history events per run of {limits.HISTORY_EVENTS_MAX:,} allowed")
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

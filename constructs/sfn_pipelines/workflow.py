@@ -35,16 +35,28 @@ class Workflow:
     def parallels(self) -> list[Parallel]:
         return list(self.layout.parallel_keys)
 
-    def estimated_transitions(self) -> int:
-        """State transitions of a run where every step succeeds (each is billed).
+    def gates(self) -> int:
+        return sum(1 for s in self.group.steps if s.options.approval is not None)
 
-        Start + (check + task) per step + one per Parallel + final check + end state.
+    def estimated_transitions(self, with_retries: bool = False) -> int:
+        """State transitions of a run where every step succeeds; each one is billed.
+
+        Start + (check + task) per step + one per gate + one per Parallel + final check
+        + end state. ``with_retries``: every step also uses all its ``retries`` (each
+        retry is billed as a transition); Batch API retries are not counted.
         """
-        return 1 + 2 * len(self.group.steps) + len(self.layout.parallel_keys) + 2
+        n = 1 + 2 * len(self.group.steps) + self.gates() + len(self.layout.parallel_keys) + 2
+        if with_retries:
+            n += sum(s.options.retries or 0 for s in self.group.steps)
+        return n
+
+    def estimated_cost_usd(self, with_retries: bool = False) -> float:
+        return self.estimated_transitions(with_retries) * limits.PRICE_PER_TRANSITION_USD
 
     def estimated_history_events(self) -> int:
         flow = 1 + len(self.group.steps) + 2  # start pass, checks, final check / end
-        return (2 + limits.EVENTS_PER_SYNC_TASK * len(self.group.steps)
+        tasks = len(self.group.steps) + self.gates()
+        return (2 + limits.EVENTS_PER_SYNC_TASK * tasks
                 + limits.EVENTS_PER_FLOW_STATE * flow + 4 * len(self.layout.parallel_keys))
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +76,7 @@ class Workflow:
                     "depends_on": g.parents(s.id),
                     "source": str(s.source),
                     "expected_minutes": s.options.expected_minutes,
+                    "approval": s.options.approval is not None,
                 }
                 for s in g.steps
             ],
@@ -75,7 +88,9 @@ class Workflow:
             "critical_path_minutes": self.plan.critical_path,
             "makespan_minutes": self.plan.makespan,
             "estimated_transitions": self.estimated_transitions(),
-            "estimated_cost_usd": round(self.estimated_transitions() * limits.PRICE_PER_TRANSITION_USD, 6),
+            "estimated_transitions_with_retries": self.estimated_transitions(with_retries=True),
+            "estimated_cost_usd": round(self.estimated_cost_usd(), 6),
+            "estimated_cost_usd_with_retries": round(self.estimated_cost_usd(with_retries=True), 6),
         }
 
 
