@@ -179,8 +179,6 @@ def test_validate_reports_config_problems(capsys: pytest.CaptureFixture[str], tm
     assert "must be a plain literal" in found[2]["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="folder-level problems carry the folder as their path and "
-                   "_print_problems joins it onto DIR again: 'nope/nope: pipeline folder does not exist'")
 def test_validate_missing_folder_names_it_once(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -275,39 +273,39 @@ MERMAID_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def mermaid_structure(text: str) -> tuple[set[str], set[str], set[tuple[str, str]]]:
-    """A small checker for the subset we emit: (subgraph ids, node ids, solid edges).
+    """A small checker for the subset we emit: (subgraph labels, node labels, solid edges by label).
 
     Fails on what Mermaid rejects: unbalanced subgraph/end, a keyword as a node id, a node
     inside a subgraph of the same id ("Setting X as parent of X would create a cycle").
     """
     lines = text.splitlines()
     assert lines[0].startswith("flowchart"), lines[0]
-    subgraphs, nodes, edges, stack = set(), set(), set(), []
+    subgraphs, labels, edges, stack, sub_ids = set(), {}, set(), [], set()
     for raw in lines[1:]:
         line = raw.strip()
-        if line.startswith("subgraph "):
-            sub = line.split()[1]
-            stack.append(sub)
-            subgraphs.add(sub)
+        if m := re.fullmatch(r'subgraph (\S+?)\["(.*)"\]', line):
+            stack.append(m.group(1))
+            sub_ids.add(m.group(1))
+            subgraphs.add(m.group(2))
         elif line == "end":
             assert stack, "end without subgraph"
             stack.pop()
         elif m := re.fullmatch(r"(\S+) (-->|-\.->) (\S+)", line):
             a, arrow, b = m.groups()
-            assert a in nodes and b in nodes, f"edge to an undeclared node: {line}"
+            assert a in labels and b in labels, f"edge to an undeclared node: {line}"
             if arrow == "-->":
-                edges.add((a, b))
-        elif m := re.fullmatch(r'(\S+?)(\[".*"\]|\[\(".*"\)\])', line):
+                edges.add((labels[a], labels[b]))
+        elif m := re.fullmatch(r'(\S+?)(?:\["(.*)"\]|\[\("(.*)"\)\])', line):
             node_id = m.group(1)
             assert MERMAID_ID.match(node_id), node_id
             assert node_id.lower() not in {w.lower() for w in MERMAID_RESERVED}, f"keyword as node id: {node_id}"
             assert node_id not in stack, f"node {node_id} inside a subgraph of the same id"
-            nodes.add(node_id)
+            labels[node_id] = m.group(2) or m.group(3)
         else:
             pytest.fail(f"unexpected mermaid line: {raw!r}")
     assert not stack, "subgraph without end"
-    assert not subgraphs & nodes, f"ids used for both a subgraph and a node: {subgraphs & nodes}"
-    return subgraphs, nodes, edges
+    assert not sub_ids & set(labels), f"ids used for both a subgraph and a node: {sub_ids & set(labels)}"
+    return subgraphs, set(labels.values()), edges
 
 
 def test_graph_mermaid(capsys: pytest.CaptureFixture[str], good: Path) -> None:
@@ -316,7 +314,9 @@ def test_graph_mermaid(capsys: pytest.CaptureFixture[str], good: Path) -> None:
     subgraphs, nodes, edges = mermaid_structure(out)
     assert subgraphs == {"diamond", "n"}
     assert edges == GOOD_EDGES
-    assert "ext_ds_raw" in nodes and "  ext_ds_raw -.-> a" in out and "  ext_ds_raw -.-> b" in out
+    ext = re.search(r'^    (\S+)\[\("ds:raw"\)\]$', out, re.M)
+    assert ext and "ds:raw" in nodes
+    assert f"  {ext.group(1)} -.-> s_a" in out and f"  {ext.group(1)} -.-> s_b" in out
 
 
 def test_graph_dot(capsys: pytest.CaptureFixture[str], good: Path) -> None:
@@ -339,9 +339,6 @@ def test_graph_group_filter(capsys: pytest.CaptureFixture[str], good: Path) -> N
     assert "top" not in nodes
 
 
-@pytest.mark.xfail(strict=True, reason="mermaid uses raw step ids and group names as ids: Workbench's "
-                   "logd example has pipeline 'logd' and script logd.py, so node 'logd' sits inside subgraph "
-                   "'logd', which Mermaid rejects ('Setting logd as parent of logd would create a cycle')")
 def test_graph_mermaid_when_a_step_is_named_like_its_group(capsys: pytest.CaptureFixture[str],
                                                          shared_examples: Path, tmp_path: Path) -> None:
     root = tmp_path / "logd"
@@ -354,8 +351,6 @@ def test_graph_mermaid_when_a_step_is_named_like_its_group(capsys: pytest.Captur
     mermaid_structure(out)
 
 
-@pytest.mark.xfail(strict=True, reason="a step called 'end' (script end.py) is written as node id 'end', "
-                   "a Mermaid keyword that closes the subgraph")
 def test_graph_mermaid_with_a_keyword_step_id(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     make(tmp_path, {"p/start.py": 'WORKBENCH_BATCH = {"outputs": ["fs:x"]}\n',
                     "p/end.py": 'WORKBENCH_BATCH = {"inputs": ["fs:x"]}\n'})
@@ -412,8 +407,6 @@ def test_summary_of_a_missing_folder(capsys: pytest.CaptureFixture[str], tmp_pat
     assert err == f"sfn-pipelines: no *.template.json in {tmp_path / 'cdk.out'}; run the synth first\n"
 
 
-@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError,
-                   reason="cmd_summary json.loads each template unguarded: a truncated template is a traceback")
 def test_summary_of_a_broken_template(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "cdk.out").mkdir()
     (tmp_path / "cdk.out" / "Stack.template.json").write_text('{"Resources": {')
@@ -421,9 +414,6 @@ def test_summary_of_a_broken_template(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 2 and "Stack.template.json" in err
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="a state machine given as a Definition object (L1 CfnStateMachine) has no "
-                   "DefinitionString; cmd_summary parses 'null' and calls .get on None")
 def test_summary_of_a_definition_object(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     write_template(tmp_path / "cdk.out", "Stack", {
         "M": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {"Definition": ASL}}})
@@ -448,8 +438,6 @@ def test_module_entry_point(good: Path, bad: Path) -> None:
     assert len(assert_problem_lines(failed.stderr, bad)) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="output piped into a reader that stops early (| head) ends in a "
-                   "BrokenPipeError traceback; main() should catch it and exit quietly")
 def test_closed_stdout_is_not_a_traceback(good: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "sfn_pipelines", "plan", "--json", str(good)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -109,8 +109,6 @@ def test_duplicate_step_names_its_mode() -> None:
            "declared at p/pipelines.json:2" in found
 
 
-@pytest.mark.xfail(strict=True, reason="assign_ids breaks ties between identical steps by input order, "
-                   "not by source line, so which copy is 'the duplicate' depends on the order steps arrive")
 def test_duplicate_step_report_does_not_depend_on_input_order() -> None:
     first = step("feat", ["ds:raw"], ["fs:a"], line=2)
     again = step("feat", ["ds:raw"], ["fs:a"], line=3)

@@ -42,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sfn-pipelines: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as the docs of `signal` advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,20 +154,23 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def to_mermaid(workflows: list[Workflow]) -> str:
+    """Node ids are prefixed (``s_``/``x_``/``g_``) so no step or group name can be a
+    Mermaid keyword (``end``) or collide with its own subgraph."""
     lines = ["flowchart TD"]
-    for w in workflows:
-        lines.append(f"  subgraph {w.name}")
+    for n, w in enumerate(workflows, 1):
+        ext_ids = {ext: f"x{n}_{i}" for i, ext in enumerate(w.group.external_inputs)}
+        lines.append(f'  subgraph g_{n}["{w.name}"]')
         for s in w.group.steps:
-            lines.append(f'    {s.id}["{s.id}"]')
-        for ext in w.group.external_inputs:
-            lines.append(f'    {_node_id(ext)}[("{ext}")]')
+            lines.append(f'    s_{s.id}["{s.id}"]')
+        for ext, node in ext_ids.items():
+            lines.append(f'    {node}[("{ext}")]')
         lines.append("  end")
         for a, b in w.group.edges:
-            lines.append(f"  {a} --> {b}")
+            lines.append(f"  s_{a} --> s_{b}")
         for s in w.group.steps:
             for r in s.inputs:
-                if r.key in w.group.external_inputs:
-                    lines.append(f"  {_node_id(r.key)} -.-> {s.id}")
+                if r.key in ext_ids:
+                    lines.append(f"  {ext_ids[r.key]} -.-> s_{s.id}")
     return "\n".join(lines)
 
 
@@ -186,10 +194,6 @@ def to_dot(workflows: list[Workflow]) -> str:
     return "\n".join(lines)
 
 
-def _node_id(ref: str) -> str:
-    return "ext_" + "".join(c if c.isalnum() else "_" for c in ref)
-
-
 # --- summary of a cdk.out ------------------------------------------------------------
 def cmd_summary(args: argparse.Namespace) -> int:
     out = Path(args.cdk_out)
@@ -197,18 +201,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if not templates:
         raise UsageError(f"no *.template.json in {out}; run the synth first")
     for path in templates:
-        template = json.loads(path.read_text())
+        try:
+            template = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{path}: not a readable template ({e})") from None
         machines = {k: r for k, r in template.get("Resources", {}).items()
                     if r.get("Type") == "AWS::StepFunctions::StateMachine"}
         print(f"{path}  ({path.stat().st_size:,} bytes, {len(machines)} state machine(s))")
         for logical_id, res in sorted(machines.items()):
-            definition = definition_text(res["Properties"].get("DefinitionString"))
+            props = res.get("Properties", {})
+            definition = definition_text(props.get("DefinitionString") or props.get("Definition") or {})
             try:
                 states = _count_states(json.loads(definition))
-            except ValueError:
+            except (ValueError, AttributeError, KeyError, TypeError):
                 states = {}
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(states.items()))
-            print(f"  {res['Properties'].get('StateMachineName', logical_id)}: {sum(states.values())} states "
+            print(f"  {props.get('StateMachineName', logical_id)}: {sum(states.values())} states "
                   f"({kinds}); definition {len(definition):,} bytes of {limits.DEFINITION_MAX_BYTES:,}")
     return EXIT_OK
 
@@ -241,7 +249,9 @@ def _select(ps: PipelineSet, group: str | None) -> list[Workflow]:
 
 def _print_problems(problems: list[Problem], directory: str | None) -> None:
     for p in problems:
-        path = os.path.join(directory, p.source.path) if directory and p.source.path else p.source.path
+        path = p.source.path
+        if directory and path and not os.path.isabs(path) and os.path.normpath(path) != os.path.normpath(directory):
+            path = os.path.join(directory, path)  # sources are relative to the pipelines folder
         line = f":{p.source.line}" if p.source.line else ""
         kind = "warning: " if p.warning else ""
         print(f"{path}{line}: {kind}{p.message}", file=sys.stderr)

@@ -74,7 +74,7 @@ def build_graph(steps: Iterable[Step]) -> PipelineGraph:
     for s in steps:
         for ref in s.outputs:
             first = producers.setdefault(ref.key, s.id)
-            if first != s.id:
+            if first != s.id and by_id[first].identity != s.identity:  # duplicates: reported above
                 problems.append(Problem(s.source, f"{ref.key} is produced by two steps: {first} "
                                                   f"({by_id[first].source}) and {s.id}; "
                                                   "each artifact needs exactly one producer"))

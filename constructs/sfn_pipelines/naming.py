@@ -67,7 +67,7 @@ def assign_ids(steps: Iterable[Step]) -> list[Step]:
             if len(set(cands)) == len(cands):
                 break
         else:
-            order = sorted(idx, key=lambda i: (steps[i].identity, steps[i].source.path))
+            order = sorted(idx, key=lambda i: _order_key(steps[i]))
             cands_by_i = {i: f"{stem}_{n + 1}" for n, i in enumerate(order)}
             cands = [cands_by_i[i] for i in idx]
         for i, c in zip(idx, cands, strict=True):
@@ -76,7 +76,7 @@ def assign_ids(steps: Iterable[Step]) -> list[Step]:
     # Truncation and cross-stem collisions (e.g. "a_b" vs stem "a" + mode "b").
     seen: dict[str, int] = {}
     out = []
-    for s, sid in sorted(zip(steps, ids, strict=True), key=lambda t: (t[1], t[0].identity, t[0].source.path)):
+    for s, sid in sorted(zip(steps, ids, strict=True), key=lambda t: (t[1], *_order_key(t[0]))):
         final = fit(sid, MAX_STEP_ID, *map(str, s.identity))
         if final in seen:
             seen[final] += 1
@@ -84,6 +84,12 @@ def assign_ids(steps: Iterable[Step]) -> list[Step]:
         seen.setdefault(final, 1)
         out.append(replace(s, id=final))
     return sorted(out, key=lambda s: s.id)  # deterministic, independent of discovery order
+
+
+def _order_key(s: Step) -> tuple:
+    """Total, deterministic order of steps (identity may hold None modes; add the place)."""
+    script, mode, outputs = s.identity
+    return (script, mode is not None, mode or "", outputs, s.source.path, s.source.line or 0)
 
 
 def _mode(s: Step) -> str:
@@ -103,6 +109,12 @@ def _pipeline_and_output(s: Step) -> str:
 
 
 # --- state names (one function per kind of state, so they never collide) -----------
+# The run's own states: each has a space and no step prefix, so no step id can produce them.
+START_STATE = "Start run"
+FINAL_CHECK_STATE = "Any step not succeeded?"
+RUN_SUCCEEDED_STATE = "Run succeeded"
+RUN_FAILED_STATE = "Run failed"
+
 def task_state(step_id: str) -> str:
     return step_id
 

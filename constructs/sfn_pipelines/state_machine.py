@@ -172,20 +172,20 @@ class WorkbenchPipelineStateMachine(Construct):
 
     # --- rendering: one walk over the plan ----------------------------------------
     def _render(self) -> sfn.IChainable:
-        start = sfn.Pass(self, "Start run", result=sfn.Result.from_object({}), result_path="$.st",
+        start = sfn.Pass(self, naming.START_STATE, result=sfn.Result.from_object({}), result_path="$.st",
                          comment="Statuses of this run's steps are collected under $.st")
         if self.on_failure == "isolate":
             steps = self.workflow.group.step_ids
             halted = [sfn.Condition.is_present(f"{self.workflow.layout.status_path(s, ())}.halt") for s in steps]
-            fail = sfn.Fail(self, "Run failed", error=RUN_FAILED_ERROR,
+            fail = sfn.Fail(self, naming.RUN_FAILED_STATE, error=RUN_FAILED_ERROR,
                             cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.st")))
             end: sfn.State = (
-                sfn.Choice(self, "Check run", comment="Did any step fail or get skipped?")
+                sfn.Choice(self, naming.FINAL_CHECK_STATE, comment="Did any step fail or get skipped?")
                 .when(_any(halted), fail)
-                .otherwise(sfn.Succeed(self, "Run succeeded"))
+                .otherwise(sfn.Succeed(self, naming.RUN_SUCCEEDED_STATE))
             )
         else:
-            end = sfn.Succeed(self, "Run succeeded")
+            end = sfn.Succeed(self, naming.RUN_SUCCEEDED_STATE)
         first = self._node(self.workflow.plan.root, (), end)
         return start.next(first)
 
