@@ -225,14 +225,11 @@ class WorkbenchPipelineStateMachine(Construct):
                            comment="Run unless left out by the selection or an upstream step did not succeed")
         after = nxt if nxt is not None else sfn.Succeed(self, naming.branch_end_state(step_id))
         select = layout.select_path(scope)
-        check.when(
-            sfn.Condition.and_(sfn.Condition.is_present(select),
-                               sfn.Condition.not_(sfn.Condition.is_present(f"{select}.{step_id}"))),
-            after,
-            comment="Not selected: treated as up to date",
-        )
         failed: sfn.State | None = None
         if self.on_failure == "isolate":
+            # Upstream failures are checked before the selection, so a SKIPPED marker passes
+            # through steps left out of the selection too: everything downstream of a failure
+            # stops, as Batch dependsOn does in the sqs backend.
             parents = self.workflow.group.parents(step_id)
             if parents:
                 skip = sfn.Pass(self, naming.skip_state(step_id), result_path=status,
@@ -247,6 +244,12 @@ class WorkbenchPipelineStateMachine(Construct):
             task.add_catch(failed, errors=[sfn.Errors.ALL], result_path=status)
             if nxt is not None:
                 failed.next(nxt)
+        check.when(
+            sfn.Condition.and_(sfn.Condition.is_present(select),
+                               sfn.Condition.not_(sfn.Condition.is_present(f"{select}.{step_id}"))),
+            after,
+            comment="Not selected: treated as up to date",
+        )
         needs_gate = self.workflow.group.step(step_id).options.approval is not None
         gate = self._gate(step_id, status, failed) if needs_gate else None
         check.otherwise(gate if gate is not None else task)
