@@ -3,9 +3,10 @@
 Steps start as soon as everything they wait for has ended (their nearest *selected*
 ancestors, the order a state machine or the SQS backend keeps), up to ``max_parallel`` at
 once; the plan's Parallel structure is not needed here. Failure handling is the state
-machine's "isolate" mode: a step whose parent failed or was skipped is skipped (never
+machine's "isolate" mode: a step downstream of a failed or skipped step is skipped (never
 started), independent steps finish, and the run fails naming both. Steps left out of the
-selection count as up to date: not run, their dependants still run.
+selection count as up to date: not run, their dependants still run (unless a failure
+upstream of them stops them).
 
 Each step runs as ``sys.executable -u <script> <args>`` in the script's folder, in its own
 process group, with the environment its Batch job gets (``jobs.job_spec``) plus
@@ -67,8 +68,10 @@ class LocalStep:
     why_not: str  # why ``path`` is None
     env: dict[str, str]
     argv: tuple[str, ...]
-    parents: tuple[str, ...]  # selected direct parents: their failure skips this step
-    after: tuple[str, ...]  # nearest selected ancestors: this step starts after they end
+    # Nearest selected ancestors: this step starts after they end, and is skipped if one of
+    # them did not succeed, so a failure stops everything downstream even through unselected
+    # steps (as the state machine's SKIPPED markers and Batch dependsOn do).
+    after: tuple[str, ...]
     priority: float = 0.0  # expected minutes to the end of the run from here: longest first
 
 
@@ -156,7 +159,6 @@ def prepare(ps: PipelineSet, patterns: Sequence[str] = (), *, run_id: str | None
         steps[sid] = LocalStep(
             id=sid, group=group, script=step.script, path=path, why_not=why_not, env=env,
             argv=tuple(runner.script_args(env)),
-            parents=tuple(p for p in parents[sid] if p in selected),
             after=tuple(sorted(_nearest_selected(sid, parents, selected))),
         )
     _set_priorities(steps, {sid: steps_by_id[sid][1].options.expected_minutes or 1.0 for sid in steps})
@@ -343,7 +345,7 @@ class LocalRun:
             changed = False
             for sid in sorted(pending, key=lambda s: -self.plan.steps[s].priority):
                 st = self.plan.steps[sid]
-                bad = [p for p in st.parents if self.records[p].status in HALTING]
+                bad = [p for p in st.after if self.records[p].status in HALTING]
                 if bad:
                     self._end(sid, SKIPPED, f"after {', '.join(bad)} did not succeed")
                 elif any(self.records[a].status in ("pending", "running") for a in st.after):
