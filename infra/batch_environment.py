@@ -17,9 +17,11 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra.job_image import default_job_image
+
 # name -> (vCPU, memory MiB)
 JOB_SIZES: dict[str, tuple[float, int]] = {"small": (2, 4096), "medium": (4, 8192), "large": (8, 16384)}
-DEFAULT_IMAGE = "public.ecr.aws/docker/library/python:3.11-slim"
+JOB_COMMAND = ["python", "-m", "sfn_pipelines.runner"]
 INFRA_RETRY_REASONS = ("Timeout waiting for network interface*", "Host EC2*")
 
 
@@ -34,7 +36,8 @@ def batch_environment(scope: Construct, *, image: str | None = None, max_vcpus: 
     """Import the queue and definitions named by context keys, or create them.
 
     Context keys: ``job_queue_arn`` and ``job_definition_arns`` (a JSON object or dict
-    of name -> ARN) import existing ones; ``job_image`` overrides the container image.
+    of name -> ARN) import existing ones; ``job_image`` replaces the default image (built
+    at deploy from infra/job_image) by a registry image that runs the same command.
     """
     node = scope.node
     queue_arn = node.try_get_context("job_queue_arn")
@@ -48,10 +51,11 @@ def batch_environment(scope: Construct, *, image: str | None = None, max_vcpus: 
         defs = {name: batch.EcsJobDefinition.from_job_definition_arn(scope, f"ImportedJobDefinition-{name}", arn)
                 for name, arn in sorted(def_arns.items())}
         return BatchEnvironment(job_queue=queue, job_definitions=defs, job_role=None)
-    return _create(scope, image or node.try_get_context("job_image") or DEFAULT_IMAGE, max_vcpus)
+    image = image or node.try_get_context("job_image")
+    return _create(scope, ecs.ContainerImage.from_registry(image) if image else default_job_image(), max_vcpus)
 
 
-def _create(scope: Construct, image: str, max_vcpus: int) -> BatchEnvironment:
+def _create(scope: Construct, image: ecs.ContainerImage, max_vcpus: int) -> BatchEnvironment:
     vpc = ec2.Vpc(scope, "Vpc", max_azs=2, nat_gateways=0,
                   subnet_configuration=[ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC)])
     compute = batch.FargateComputeEnvironment(scope, "FargateCompute", vpc=vpc, maxv_cpus=max_vcpus,
@@ -67,12 +71,12 @@ def _create(scope: Construct, image: str, max_vcpus: int) -> BatchEnvironment:
     for name, (vcpus, memory) in JOB_SIZES.items():
         container = batch.EcsFargateContainerDefinition(
             scope, f"Container-{name}",
-            image=ecs.ContainerImage.from_registry(image),
+            image=image,
             cpu=vcpus,
             memory=cdk.Size.mebibytes(memory),
             assign_public_ip=True,
             job_role=job_role,
-            command=["python", "-m", "sfn_pipelines.runner"],
+            command=JOB_COMMAND,
         )
         defs[name] = batch.EcsJobDefinition(scope, f"JobDefinition-{name}", container=container,
                                             retry_attempts=3, retry_strategies=retry,
