@@ -192,6 +192,7 @@ def test_hints_choose_the_cut():
     a→d: max(a,b) + max(c,d) = 22;  b→a: b + max(a+c, d) = 13;  d→c: max(a, b+d) + c = 14.
     """
     durations = {"a": 10, "b": 1, "c": 1, "d": 12}
+    assert makespan(plan_group("abcd", N_EDGES).root, durations) == 22  # the choice without hints
     p = plan_group("abcd", N_EDGES, durations)
     assert p.added == (AddedConstraint(before=("b",), after=("a",)),)
     assert p.root == S("b", P(S("a", "c"), "d"))
@@ -200,13 +201,19 @@ def test_hints_choose_the_cut():
     check_plan(p, "abcd", N_EDGES, durations)
 
 
-def test_hints_choose_among_larger_cuts():
-    """Two N's side by side joined below: the long step must not wait for a level."""
-    edges = [*N_EDGES, ("c", "e"), ("d", "e"), ("x", "e"), ("a", "x")]
-    steps = "abcdex"
-    fast = plan_group(steps, edges, {"x": 30})
-    check_plan(fast, steps, edges, {"x": 30})
-    assert fast.makespan == fast.critical_path == 32
+def test_hints_choose_the_cut_in_a_pipeline():
+    """join needs users and events, stats needs events only (planning-notes' example)."""
+    edges = [("users", "join"), ("events", "join"), ("events", "stats")]
+    steps = ["events", "join", "stats", "users"]
+    hints = {"users": 60, "events": 5, "join": 10, "stats": 30}
+    unit = plan_group(steps, edges)
+    assert unit.added == (AddedConstraint(before=("users",), after=("stats",)),)
+    assert makespan(unit.root, hints) == 60 + 30  # stats would wait for users
+    p = plan_group(steps, edges, hints)
+    assert p.added == (AddedConstraint(before=("stats",), after=("join",)),)
+    assert p.root == S(P(S("events", "stats"), "users"), "join")
+    assert p.makespan == p.critical_path == 70
+    check_plan(p, steps, edges, hints)
 
 
 def test_zero_durations_still_cut_by_level():

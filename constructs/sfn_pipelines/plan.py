@@ -654,7 +654,11 @@ def _steps_of(block: _Block) -> list[int]:
 
 
 def _added(g: _Graph, root: _Block) -> list[AddedConstraint]:
-    """The new pairs at each flagged series boundary, in render order."""
+    """The new pairs at each flagged series boundary, in render order.
+
+    Only consecutive children are compared: together with the graph, those pairs imply
+    the rest of the order the tree adds.
+    """
     found: list[AddedConstraint] = []
     stack: list[_Block | tuple[_Block, _Block]] = [root]
     while stack:
