@@ -249,12 +249,7 @@ def _select(ps: PipelineSet, group: str | None) -> list[Workflow]:
 
 def _print_problems(problems: list[Problem], directory: str | None) -> None:
     for p in problems:
-        path = p.source.path
-        if directory and path and not os.path.isabs(path) and os.path.normpath(path) != os.path.normpath(directory):
-            path = os.path.join(directory, path)  # sources are relative to the pipelines folder
-        line = f":{p.source.line}" if p.source.line else ""
-        kind = "warning: " if p.warning else ""
-        print(f"{path}{line}: {kind}{p.message}", file=sys.stderr)
+        print(p.render(directory), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -106,6 +106,21 @@ class Problem:
         kind = "warning: " if self.warning else ""
         return f"{self.source}: {kind}{self.message}"
 
+    def render(self, folder: str | None = None) -> str:
+        """``path:line: message`` with the path as seen from where the tool runs.
+
+        Sources are relative to the pipelines folder; ``folder`` (as the user gave it) is
+        joined on, except for problems about the folder itself or absolute paths.
+        """
+        import os
+
+        path = self.source.path
+        if folder and path and not os.path.isabs(path) and os.path.normpath(path) != os.path.normpath(folder):
+            path = os.path.join(folder, path)
+        line = f":{self.source.line}" if self.source.line else ""
+        kind = "warning: " if self.warning else ""
+        return f"{path}{line}: {kind}{self.message}"
+
 
 class PipelineConfigError(Exception):
     """The pipeline tree has problems; ``problems`` lists every one of them."""
