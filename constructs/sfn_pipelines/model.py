@@ -6,6 +6,7 @@ objects, the graph and the planner consume them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -112,8 +113,6 @@ class Problem:
         Sources are relative to the pipelines folder; ``folder`` (as the user gave it) is
         joined on, except for problems about the folder itself or absolute paths.
         """
-        import os
-
         path = self.source.path
         if folder and path and not os.path.isabs(path) and os.path.normpath(path) != os.path.normpath(folder):
             path = os.path.join(folder, path)
