@@ -17,7 +17,8 @@ also passed as argv after the step's own args).
 
 Failures are isolated as in the cloud: a failed step's dependants are skipped (never
 started), independent steps finish, and the run exits 1 naming failed and skipped steps.
-Steps left out by --select count as up to date: not run, their dependants still run.
+Steps left out by --select count as up to date: not run, their dependants still run
+(unless a failure upstream of them stops them too). Approval gates are not asked locally.
 Ctrl-C stops running steps (their whole process group) and exits 130.
 
 Scripts kept outside the repo (workbench:, plugin:) run when PIPELINE_REF_ROOTS maps their
