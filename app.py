@@ -2,7 +2,8 @@
 """The default CDK app: one stack of state machines for the pipelines folder.
 
 Context: ``pipelines_dir`` (default ``pipelines``), ``stack_name`` (default
-``SfnPipelines``), ``on_failure`` (``isolate`` | ``stop_all``), plus the Batch keys in
+``SfnPipelines``), ``on_failure`` (``isolate`` | ``stop_all``), ``execution_mode``
+(``step_functions`` | ``sqs``: how the launcher runs them), plus the Batch keys in
 ``infra/batch_environment.py``. A bad pipelines folder exits 2 with one line per problem.
 """
 
@@ -33,6 +34,7 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
     stack_name = app.node.try_get_context("stack_name") or "SfnPipelines"
     PipelinesStack(app, stack_name, pipeline_set=pipeline_set,
                    on_failure=app.node.try_get_context("on_failure") or "isolate",
+                   execution_mode=app.node.try_get_context("execution_mode") or "step_functions",
                    suppress_template_indentation=True,
                    description="ML pipelines as Step Functions workflows (sfn-pipelines)")
     return app

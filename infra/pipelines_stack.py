@@ -9,6 +9,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from infra.batch_environment import batch_environment
+from infra.launcher_construct import PipelineLauncher
 from sfn_pipelines.state_machine import WorkbenchPipelineStateMachine
 from sfn_pipelines.workflow import PipelineSet
 
@@ -19,7 +20,7 @@ class PipelinesStack(cdk.Stack):
     """Everything one pipelines folder needs to run on Step Functions and Batch."""
 
     def __init__(self, scope: Construct, construct_id: str, *, pipeline_set: PipelineSet,
-                 on_failure: str = "isolate", **kwargs) -> None:
+                 on_failure: str = "isolate", execution_mode: str = "step_functions", **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         env = batch_environment(self)
         scripts = s3_assets.Asset(self, "Scripts", path=str(Path(pipeline_set.root)), exclude=SCRIPT_EXCLUDES,
@@ -39,3 +40,8 @@ class PipelinesStack(cdk.Stack):
             )
             cdk.CfnOutput(self, f"StateMachineArn-{workflow.name}",
                           value=self.machines[workflow.name].state_machine.state_machine_arn)
+        if self.machines:
+            self.launcher = PipelineLauncher(self, "Launcher", pipeline_set=pipeline_set, machines=self.machines,
+                                             execution_mode=execution_mode, job_queue=env.job_queue,
+                                             job_definitions=env.job_definitions)
+            cdk.CfnOutput(self, "LauncherFunctionName", value=self.launcher.function.function_name)
