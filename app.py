@@ -3,8 +3,10 @@
 
 Context: ``pipelines_dir`` (default ``pipelines``), ``stack_name`` (default
 ``SfnPipelines``), ``on_failure`` (``isolate`` | ``stop_all``), ``execution_mode``
-(``step_functions`` | ``sqs``: how the launcher runs them), plus the Batch keys in
-``infra/batch_environment.py``. A bad pipelines folder exits 2 with one line per problem.
+(``step_functions`` | ``sqs``: how the launcher runs them), ``nag`` (true: run the cdk-nag
+AwsSolutions checks), ``notify_emails`` / ``notify_on_success`` (``infra/notifications.py``),
+``schedules`` (``infra/schedules.py``), plus the Batch keys in ``infra/batch_environment.py``.
+A bad pipelines folder exits 2 with one line per problem.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ sys.path.insert(0, str(HERE / "constructs"))  # works without `pip install -e .`
 
 import aws_cdk as cdk  # noqa: E402
 
+from infra.nag import enable_checks  # noqa: E402
 from infra.pipelines_stack import PipelinesStack  # noqa: E402
 from sfn_pipelines.model import PipelineConfigError  # noqa: E402
 from sfn_pipelines.workflow import load_pipeline_set  # noqa: E402
@@ -25,6 +28,7 @@ from sfn_pipelines.workflow import load_pipeline_set  # noqa: E402
 
 def build_app(app: cdk.App | None = None) -> cdk.App:
     app = app or cdk.App(outdir=os.environ.get("CDK_OUTDIR") or str(HERE / "cdk.out"))
+    enable_checks(app)  # context nag=true
     pipelines_dir = Path(app.node.try_get_context("pipelines_dir") or "pipelines")
     if not pipelines_dir.is_absolute():
         pipelines_dir = (Path.cwd() / pipelines_dir) if (Path.cwd() / pipelines_dir).exists() else HERE / pipelines_dir
@@ -51,7 +55,13 @@ def main() -> int:
     except ValueError as e:
         print(f"sfn-pipelines: {e}", file=sys.stderr)
         return 2
-    app.synth()
+    try:
+        app.synth()
+    except RuntimeError as e:  # how jsii surfaces a failed validation (cdk-nag's findings are printed above)
+        if "Validation failed" not in str(e):
+            raise
+        print(f"sfn-pipelines: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,6 +10,9 @@ from constructs import Construct
 
 from infra.batch_environment import batch_environment
 from infra.launcher_construct import PipelineLauncher
+from infra.nag import acknowledge_findings
+from infra.notifications import PipelineNotifications
+from infra.schedules import PipelineSchedules
 from sfn_pipelines.state_machine import WorkbenchPipelineStateMachine
 from sfn_pipelines.workflow import PipelineSet
 
@@ -45,3 +48,9 @@ class PipelinesStack(cdk.Stack):
                                              execution_mode=execution_mode, job_queue=env.job_queue,
                                              job_definitions=env.job_definitions)
             cdk.CfnOutput(self, "LauncherFunctionName", value=self.launcher.function.function_name)
+            self.notifications = PipelineNotifications(self, "Notifications", machines=self.machines,
+                                                       job_queues=[env.job_queue], execution_mode=execution_mode)
+            cdk.CfnOutput(self, "NotificationsTopicArn", value=self.notifications.topic.topic_arn)
+            self.schedules = PipelineSchedules(self, "Schedules", machines=self.machines,
+                                               launcher=self.launcher.function)
+        acknowledge_findings(self, env=env, machines=self.machines, launcher=getattr(self, "launcher", None))
