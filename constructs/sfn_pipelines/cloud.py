@@ -11,6 +11,7 @@ name (``naming.job_name``), so a run id is normalized once, here, for both backe
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import secrets
@@ -110,8 +111,6 @@ def plan_group(plan: Mapping[str, Any], name: str) -> dict:
 
 def topological_order(group: Mapping[str, Any]) -> list[str]:
     """Step ids parents-first; ties by id, so the order is the same on every call."""
-    import heapq
-
     parents = {s["id"]: set(s.get("depends_on", [])) for s in group["steps"]}
     children: dict[str, list[str]] = {sid: [] for sid in parents}
     for sid, ps in parents.items():

@@ -34,6 +34,9 @@ class Config:
             raise cloud.CloudError(f"EXECUTION_MODE must be one of {', '.join(MODES)}. Received {mode!r}.")
         path = Path(env.get("LAUNCH_PLAN") or Path(__file__).with_name("plan.json"))
         plan = cloud.resolve_env_refs(json.loads(path.read_text()), env)
+        if plan.get("version") != cloud.PLAN_VERSION:
+            raise cloud.CloudError(f"{path.name} is version {plan.get('version')}, this code reads version "
+                                   f"{cloud.PLAN_VERSION}: redeploy")
         machines = json.loads(env.get("STATE_MACHINES") or "{}")
         prefix = env.get("STATE_MACHINE_ARN_PREFIX", "")
         for g in plan["groups"]:
