@@ -26,15 +26,29 @@ from sfn_pipelines.model import PipelineConfigError  # noqa: E402
 from sfn_pipelines.workflow import load_pipeline_set  # noqa: E402
 
 
+def pipelines_folder(app: cdk.App) -> Path:
+    """Context ``pipelines_dir``, relative to the current directory, else to this repo."""
+    folder = Path(app.node.try_get_context("pipelines_dir") or "pipelines")
+    if not folder.is_absolute():
+        folder = (Path.cwd() / folder) if (Path.cwd() / folder).exists() else HERE / folder
+    return folder
+
+
+def shown(folder: Path) -> str:
+    """The folder as a user finds it from where they ran synth."""
+    try:
+        return os.path.relpath(folder) if folder.resolve().is_relative_to(Path.cwd()) else str(folder)
+    except ValueError:
+        return str(folder)
+
+
 def build_app(app: cdk.App | None = None) -> cdk.App:
     app = app or cdk.App(outdir=os.environ.get("CDK_OUTDIR") or str(HERE / "cdk.out"))
     enable_checks(app)  # context nag=true
-    pipelines_dir = Path(app.node.try_get_context("pipelines_dir") or "pipelines")
-    if not pipelines_dir.is_absolute():
-        pipelines_dir = (Path.cwd() / pipelines_dir) if (Path.cwd() / pipelines_dir).exists() else HERE / pipelines_dir
-    pipeline_set = load_pipeline_set(pipelines_dir)
+    folder = pipelines_folder(app)
+    pipeline_set = load_pipeline_set(folder)
     for warning in pipeline_set.warnings:
-        print(warning, file=sys.stderr)
+        print(warning.render(shown(folder)), file=sys.stderr)
     stack_name = app.node.try_get_context("stack_name") or "SfnPipelines"
     PipelinesStack(app, stack_name, pipeline_set=pipeline_set,
                    on_failure=app.node.try_get_context("on_failure") or "isolate",
@@ -45,12 +59,14 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
 
 
 def main() -> int:
+    app = cdk.App(outdir=os.environ.get("CDK_OUTDIR") or str(HERE / "cdk.out"))
     try:
-        app = build_app()
+        build_app(app)
     except PipelineConfigError as e:
-        print(f"sfn-pipelines: {len(e.problems)} problem(s) in the pipelines folder:", file=sys.stderr)
+        folder = shown(pipelines_folder(app))
+        print(f"sfn-pipelines: {len(e.problems)} problem(s) in {folder}:", file=sys.stderr)
         for problem in e.problems:
-            print(problem, file=sys.stderr)
+            print(problem.render(folder), file=sys.stderr)
         return 2
     except ValueError as e:
         print(f"sfn-pipelines: {e}", file=sys.stderr)

@@ -248,8 +248,6 @@ def test_bad_folder_exits_2_with_one_line_per_problem(bad_run: tuple[Path, subpr
     assert not list(cwd.rglob("*.template.json"))  # stopped before synth
 
 
-@pytest.mark.xfail(strict=True, reason="app.py prints paths relative to the pipelines folder, not to where cdk "
-                   "runs (the CLI joins the folder in cli._print_problems); the named files cannot be opened")
 def test_bad_folder_problems_name_files_that_exist(bad_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     cwd, done = bad_run
     paths = [m["path"] for m in map(PROBLEM_LINE.match, done.stderr.splitlines()) if m]
