@@ -236,7 +236,7 @@ def test_source_handler_imports_nothing_heavy() -> None:
     assert r.stdout.strip() == "[]"
 
 
-def launcher_figures(code_dir: Path, repeats: int = 5) -> dict[str, Any]:
+def launcher_figures(code_dir: Path, repeats: int = 3) -> dict[str, Any]:
     """Code size and cold import time of the staged Lambda (best of ``repeats`` processes)."""
     py = sorted(code_dir.rglob("*.py"))
     figures: dict[str, Any] = {
