@@ -245,14 +245,14 @@ def test_to_dict_carries_the_contract(tmp_path: Path) -> None:
                  node("b", ["fs:l", "fs:r"], [])], 1),
 ])
 def test_estimated_transitions(tmp_path: Path, shape: str, steps: list[dict], parallels: int) -> None:
-    """A successful run enters: the start Pass; per step its Check and its Task; each Parallel;
-    the final check and the end state."""
+    """A successful run enters: the args Choice and one args Pass, the start Pass; per step its
+    Check and its Task; each Parallel; the final check and the end state."""
     manifest(tmp_path, {shape: steps})
     w = only(load_pipeline_set(tmp_path))
     assert len(w.parallels()) == parallels
-    expected = 1 + 2 * len(steps) + parallels + 2
+    expected = 3 + 2 * len(steps) + parallels + 2
     assert w.estimated_transitions() == expected
-    assert {"single": 5, "chain": 9, "diamond": 12}[shape] == expected
+    assert {"single": 7, "chain": 11, "diamond": 14}[shape] == expected
     assert w.to_dict()["estimated_transitions"] == expected
     assert w.estimated_history_events() < limits.HISTORY_EVENTS_MAX
 
@@ -261,7 +261,7 @@ def test_estimated_transitions_count_gates_and_retries(tmp_path: Path) -> None:
     manifest(tmp_path, {"g": [node("a", [], ["fs:a"], retries=2),
                               node("b", ["fs:a"], [], approval="ship it?")]})
     w = only(load_pipeline_set(tmp_path))
-    assert w.estimated_transitions() == 1 + 2 * 2 + 1 + 2
+    assert w.estimated_transitions() == 3 + 2 * 2 + 1 + 2
     assert w.estimated_transitions(with_retries=True) == w.estimated_transitions() + 2
 
 

@@ -7,12 +7,14 @@ the same jobs (name, definition, overrides, script) whichever way it runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sfn_pipelines import limits
 from sfn_pipelines.model import Step
 
 RUN_ID_ENV = "PIPELINE_RUN_ID"
+RUN_ARGS_ENV = "PIPELINE_RUN_ARGS"  # script args forwarded for one run, a JSON list ("[]" if none)
 # Cost allocation: every job is tagged with its pipeline, group, step and run id.
 TAG_PREFIX = "sfn-pipelines:"
 RUN_ID_TAG = f"{TAG_PREFIX}run-id"
@@ -64,6 +66,15 @@ def job_spec(step: Step, *, group: str, scripts_archive: str | None = None) -> J
         retries=o.retries or 0,
         tags={f"{TAG_PREFIX}group": group, f"{TAG_PREFIX}pipeline": step.pipeline, f"{TAG_PREFIX}step": step.id},
     )
+
+
+def run_environment(spec: JobSpec, run_id: str, args: Sequence[str] | None = None) -> dict[str, str]:
+    """The complete environment of a step's job in one run, in every backend.
+
+    Forwarded args are compact JSON, as ``States.JsonToString`` writes it in the machine.
+    """
+    return {**spec.environment, RUN_ID_ENV: run_id,
+            RUN_ARGS_ENV: json.dumps(list(args or []), separators=(",", ":"))}
 
 
 def overrides_size(spec: JobSpec) -> int:

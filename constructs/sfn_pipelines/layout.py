@@ -3,7 +3,8 @@
 Step Functions' JSONPath cannot merge the outputs of Parallel branches, so statuses are
 kept in a tree whose shape is known at synth time:
 
-- the run's data is ``{"select"?: {...}, "st": {<status by step id>}}``;
+- the run's data is ``{"select"?: {...}, "args"?: [...], "run": {"args": "<JSON>"},
+  "st": {<status by step id>}}``;
 - a Parallel hands each branch ``{"up": <parent data>, "st": {}}`` and stores the
   branches' ``st`` objects back as ``st._p<N>._b<i>``.
 
@@ -44,6 +45,11 @@ class Layout:
     @staticmethod
     def select_path(reader: Scope) -> str:
         return ".".join(["$"] + ["up"] * len(reader) + ["select"])
+
+    @staticmethod
+    def run_args_path(reader: Scope) -> str:
+        """The run's forwarded script args, a JSON string set once at the start."""
+        return ".".join(["$"] + ["up"] * len(reader) + ["run", "args"])
 
 
 def build_layout(root: Node) -> Layout:

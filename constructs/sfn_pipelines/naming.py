@@ -110,6 +110,9 @@ def _pipeline_and_output(s: Step) -> str:
 
 # --- state names (one function per kind of state, so they never collide) -----------
 # The run's own states: each has a space and no step prefix, so no step id can produce them.
+ARGS_CHECK_STATE = "Forwarded args?"
+TAKE_ARGS_STATE = "Take forwarded args"
+NO_ARGS_STATE = "No forwarded args"
 START_STATE = "Start run"
 FINAL_CHECK_STATE = "Any step not succeeded?"
 RUN_SUCCEEDED_STATE = "Run succeeded"

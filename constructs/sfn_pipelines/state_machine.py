@@ -24,7 +24,7 @@ from constructs import Construct, IValidation
 
 from sfn_pipelines import limits, naming
 from sfn_pipelines.definition import definition_size
-from sfn_pipelines.jobs import RUN_ID_ENV, RUN_ID_TAG, JobSpec, job_spec, overrides_size
+from sfn_pipelines.jobs import RUN_ARGS_ENV, RUN_ID_ENV, RUN_ID_TAG, JobSpec, job_spec, overrides_size
 from sfn_pipelines.layout import Scope
 from sfn_pipelines.model import PipelineConfigError, Problem
 from sfn_pipelines.plan import Leaf, Node, Parallel, Series
@@ -186,8 +186,17 @@ class WorkbenchPipelineStateMachine(Construct):
             )
         else:
             end = sfn.Succeed(self, naming.RUN_SUCCEEDED_STATE)
-        first = self._node(self.workflow.plan.root, (), end)
-        return start.next(first)
+        start.next(self._node(self.workflow.plan.root, (), end))
+        # Script args forwarded for this run (input "args": [...]) reach every job as a JSON
+        # string; JSONPath cannot default a missing field, hence the Choice.
+        take = sfn.Pass(self, naming.TAKE_ARGS_STATE, result_path="$.run",
+                        parameters={"args": sfn.JsonPath.json_to_string(sfn.JsonPath.list_at("$.args"))})
+        none = sfn.Pass(self, naming.NO_ARGS_STATE, result_path="$.run", result=sfn.Result.from_object({"args": "[]"}))
+        take.next(start)
+        none.next(start)
+        return (sfn.Choice(self, naming.ARGS_CHECK_STATE, comment="Input may carry script args for every job")
+                .when(sfn.Condition.is_present("$.args"), take)
+                .otherwise(none))
 
     def _node(self, node: Node, scope: Scope, nxt: sfn.State | None) -> sfn.State:
         if isinstance(node, Leaf):
@@ -220,7 +229,7 @@ class WorkbenchPipelineStateMachine(Construct):
     def _step(self, step_id: str, scope: Scope, nxt: sfn.State | None) -> sfn.State:
         layout = self.workflow.layout
         status = f"$.st.{step_id}"
-        task = self._task(self.specs[step_id], status)
+        task = self._task(self.specs[step_id], status, scope)
         check = sfn.Choice(self, naming.check_state(step_id),
                            comment="Run unless left out by the selection or an upstream step did not succeed")
         after = nxt if nxt is not None else sfn.Succeed(self, naming.branch_end_state(step_id))
@@ -291,8 +300,9 @@ class WorkbenchPipelineStateMachine(Construct):
             gate.add_catch(failed, errors=[sfn.Errors.ALL], result_path=status_path)
         return gate
 
-    def _task(self, spec: JobSpec, status_path: str) -> tasks.BatchSubmitJob:
-        env = {**spec.environment, RUN_ID_ENV: sfn.JsonPath.string_at("$$.Execution.Name")}
+    def _task(self, spec: JobSpec, status_path: str, scope: Scope) -> tasks.BatchSubmitJob:
+        env = {**spec.environment, RUN_ID_ENV: sfn.JsonPath.string_at("$$.Execution.Name"),
+               RUN_ARGS_ENV: sfn.JsonPath.string_at(self.workflow.layout.run_args_path(scope))}
         queue = self.job_queues[spec.job_queue] if spec.job_queue else self.job_queue
         job_def = self.job_definitions[spec.job_definition or self.default_job_definition]
         task = tasks.BatchSubmitJob(

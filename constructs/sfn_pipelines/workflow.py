@@ -41,11 +41,11 @@ class Workflow:
     def estimated_transitions(self, with_retries: bool = False) -> int:
         """State transitions of a run where every step succeeds; each one is billed.
 
-        Start + (check + task) per step + one per gate + one per Parallel + final check
-        + end state. ``with_retries``: every step also uses all its ``retries`` (each
+        Args check + args pass + start + (check + task) per step + one per gate + one per
+        Parallel + final check + end state. ``with_retries``: every step also uses all its ``retries`` (each
         retry is billed as a transition); Batch API retries are not counted.
         """
-        n = 1 + 2 * len(self.group.steps) + self.gates() + len(self.layout.parallel_keys) + 2
+        n = 3 + 2 * len(self.group.steps) + self.gates() + len(self.layout.parallel_keys) + 2
         if with_retries:
             n += sum(s.options.retries or 0 for s in self.group.steps)
         return n
@@ -54,7 +54,7 @@ class Workflow:
         return self.estimated_transitions(with_retries) * limits.PRICE_PER_TRANSITION_USD
 
     def estimated_history_events(self) -> int:
-        flow = 1 + len(self.group.steps) + 2  # start pass, checks, final check / end
+        flow = 3 + len(self.group.steps) + 2  # args check, args pass, start, checks, final check, end
         tasks = len(self.group.steps) + self.gates()
         return (2 + limits.EVENTS_PER_SYNC_TASK * tasks
                 + limits.EVENTS_PER_FLOW_STATE * flow + 4 * len(self.layout.parallel_keys))
