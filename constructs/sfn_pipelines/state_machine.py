@@ -335,8 +335,13 @@ class WorkbenchPipelineStateMachine(Construct):
         return task
 
     def _grant_job_control(self) -> None:
-        """Let the machine describe and stop its jobs: CDK's BatchSubmitJob grants neither,
-        and without TerminateJob, stopping an execution leaves its Batch jobs running."""
+        """Let the machine describe and stop its jobs, and submit only to what it was given.
+
+        CDK's BatchSubmitJob grants neither DescribeJobs nor TerminateJob (without them,
+        stopping an execution leaves its jobs running), and it allows SubmitJob on every job
+        definition (``job-definition/*``); a Deny on everything but this machine's queues and
+        definitions takes that back.
+        """
         stack = cdk.Stack.of(self)
         self.state_machine.add_to_role_policy(iam.PolicyStatement(
             actions=["batch:DescribeJobs"], resources=["*"],  # DescribeJobs has no resource-level permissions
@@ -344,6 +349,14 @@ class WorkbenchPipelineStateMachine(Construct):
         self.state_machine.add_to_role_policy(iam.PolicyStatement(
             actions=["batch:TerminateJob", "batch:TagResource"],  # TagResource: jobs are submitted with tags
             resources=[stack.format_arn(service="batch", resource="job", resource_name="*")],
+        ))
+        queues = {self.job_queue.job_queue_arn, *(q.job_queue_arn for q in self.job_queues.values())}
+        definitions = [d.job_definition_arn for d in self.job_definitions.values()]
+        self.state_machine.add_to_role_policy(iam.PolicyStatement(
+            effect=iam.Effect.DENY,
+            actions=["batch:SubmitJob"],
+            # a definition may be named with or without its revision
+            not_resources=sorted(queues) + definitions + [f"{d}:*" for d in definitions],
         ))
 
 
