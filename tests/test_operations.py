@@ -189,6 +189,7 @@ def test_message_for_a_failed_run_names_pipeline_step_reason_logs_and_link() -> 
     assert "Succeeded (4): churn_users, churn_events, churn_event_stats, churn_join" in body
     assert (f"Execution: https://{REGION}.console.aws.amazon.com/states/home?region={REGION}"
             f"#/v2/executions/details/{report.execution_arn}") in body
+    assert f"sfn-pipelines resume {report.execution_arn}" in body
     assert "Not included" not in body
 
 

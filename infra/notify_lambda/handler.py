@@ -224,8 +224,7 @@ def execution_message(report: RunReport) -> Message:
         lines.append(f"Succeeded ({len(succeeded)}): {', '.join(succeeded)}")
     lines += ["", f"Execution: {execution_url(report.execution_arn)}"]
     if failed:
-        lines.append("Rerun only the failed and skipped steps: start a run that selects them, "
-                     "e.g. the launcher's {\"resume\": \"<execution ARN>\"} request.")
+        lines.append(f"Rerun the failed and skipped steps only: sfn-pipelines resume {report.execution_arn}")
     lines += _notes(report.notes)
     return Message(subject=fit_subject(subject), body=_fit_body(lines))
 
