@@ -29,7 +29,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from sfn_pipelines import cloud, jobs
+from sfn_pipelines import cloud
 from sfn_pipelines.state_machine import WorkbenchPipelineStateMachine
 from sfn_pipelines.workflow import PipelineSet
 
@@ -37,7 +37,7 @@ EXECUTION_MODES = ("step_functions", "sqs")
 LAUNCHER_DIR = Path(__file__).resolve().parent / "launcher"
 PACKAGE_DIR = Path(cloud.__file__).resolve().parent
 # What the Lambda imports of sfn_pipelines: stdlib-only modules (tests check the closure).
-SHIPPED_MODULES = ("__init__", "model", "limits", "naming", "plan", "layout", "cloud", "selection")
+SHIPPED_MODULES = ("__init__", "model", "limits", "naming", "jobs", "plan", "layout", "cloud", "selection")
 ENV_MAX_BYTES = 4096  # Lambda: all environment variables together
 ARN_ESTIMATE = 128  # characters a deploy-time ARN or URL is assumed to take
 CONSUMER_TIMEOUT = cdk.Duration.seconds(120)
@@ -85,10 +85,7 @@ class PipelineLauncher(Construct):
         named = all(names.values())
         plan = cloud.launch_plan(workflows, {g: m.specs for g, m in machines.items()},
                                  default_job_definition=defaults.pop(),
-                                 state_machine_names=names if named else None,  # type: ignore[arg-type]
-                                 run_id_tag=getattr(jobs, "RUN_ID_TAG", None))
-        for g in plan["groups"]:
-            g["run_args"] = cloud.RUN_ARGS_ENV in json.dumps(stack.resolve(_cfn(machines[g["name"]]).definition_string))
+                                 state_machine_names=names if named else None)  # type: ignore[arg-type]
         plan, token_env = _extract_tokens(plan)
 
         env: dict[str, str] = {

@@ -92,6 +92,12 @@ def test_start_directly_is_idempotent_and_has_a_dry_run(stage: Stage, sfn_cloud:
                        "Launch")
     assert code == 0 and "already exists (RUNNING), nothing started" in out
 
+    code, out, _ = run(capsys, "start", d, "--select", "clean", "--run-id", "cli-2", "--state-machine-prefix",
+                       "Launch", "--", "--epochs", "3")
+    desc = sfn_cloud.client("stepfunctions").describe_execution(
+        executionArn=cloud.execution_arn(sfn_cloud.machine_arns["other"], "cli-2"))
+    assert code == 0 and json.loads(desc["input"]) == {"select": {"clean": True}, "args": ["--epochs", "3"]}
+
 
 def test_start_mistakes_are_one_line_each(stage: Stage, sfn_cloud: Cloud, capsys: pytest.CaptureFixture[str]) -> None:
     d = str(stage.pipelines_dir)
@@ -99,7 +105,6 @@ def test_start_mistakes_are_one_line_each(stage: Stage, sfn_cloud: Cloud, capsys
         (["start", d, "--select", "modle_a", "--state-machine-prefix", "Launch"], "'modle_a' (close: "),
         (["start", d, "--state-machine-prefix", "Nope"], "no state machine named Nope-"),
         (["start", d], "say how to start: --via-launcher FUNCTION"),
-        (["start", d, "--state-machine-prefix", "Launch", "--", "--epochs", "3"], "does not forward script args"),
         (["status", "run-7"], "a run id needs --via-launcher"),
         (["resume", "run-7"], "resume takes an execution ARN"),
     ]

@@ -218,13 +218,18 @@ def test_staged_code_imports_alone_and_nothing_heavy(sfn_stage: Stage) -> None:
     """The staged folder is the whole Lambda: it imports with no site-packages at all (-S),
     so nothing beyond the stdlib (boto3 comes from the runtime, on first client use)."""
     for module in ("handler", "consumer"):
-        r = subprocess.run([sys.executable, "-S", "-X", "importtime", "-c", f"import {module}"],
+        r = subprocess.run([sys.executable, "-S", "-c", f"import sys, {module}; print(*sorted(sys.modules))"],
                            cwd=sfn_stage.code_dir, env={"PYTHONPATH": str(sfn_stage.code_dir), "PATH": ""},
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr[-2000:]
-        imported = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
-        assert not imported & set(HEAVY), imported & set(HEAVY)
-        assert "sfn_pipelines" in imported
+        modules = set(r.stdout.split())
+        assert not {m.split(".")[0] for m in modules} & set(HEAVY)
+        own = sorted(m for m in modules - {"__main__"} if m.split(".")[0] not in sys.stdlib_module_names)
+        # the launcher's own modules and the stdlib-only part of sfn_pipelines, nothing else
+        assert {module, "sfn_pipelines.cloud"} <= set(own) <= {
+            "handler", "consumer", "jobgraph", "settings", "sfn_pipelines", "sfn_pipelines.cloud",
+            "sfn_pipelines.model", "sfn_pipelines.limits", "sfn_pipelines.naming", "sfn_pipelines.selection",
+            "sfn_pipelines.jobs"}, own
 
 
 def test_source_handler_imports_nothing_heavy() -> None:
@@ -265,7 +270,10 @@ def test_launcher_size_and_cold_import(sfn_stage: Stage) -> None:
     figures = launcher_figures(sfn_stage.code_dir)
     print("\nlauncher figures:", json.dumps(figures))
     assert figures["python_bytes"] < 150_000, figures  # a plain folder, no dependencies bundled
-    assert figures["import_handler_ms"] < 1000, figures  # ~tens of ms measured; generous for loaded machines
+    assert figures["plan_json_bytes"] < 100_000, figures
+    # Wall-clock time depends on the machine's load (80 ms idle-ish, 1 s seen under load 9):
+    # only a pathological import (e.g. a bundled dependency tree) can trip this bound.
+    assert figures["import_handler_ms"] < 5000, figures
 
 
 # --- the construct ---------------------------------------------------------------------------
@@ -394,6 +402,14 @@ def test_start_reports_the_existing_run_after_losing_a_race(sfn_stage: Stage) ->
                      "status": "RUNNING", "started": False}
 
 
+def test_script_args_go_in_the_execution_input(sfn_stage: Stage) -> None:
+    with moto_cloud(sfn_stage, execute=False) as c:
+        r = _call(c, {"select": ["clean"], "run_id": "args-1", "args": ["--epochs", 3]})
+        assert r["executions"][0]["input"] == {"select": {"clean": True}, "args": ["--epochs", "3"]}
+        r = _call(c, {"select": ["other"], "run_id": "args-2", "args": ["-v"]})
+        assert r["executions"][0]["input"] == {"args": ["-v"]}  # the whole group, with args
+
+
 def test_dry_run_starts_nothing(sfn_stage: Stage) -> None:
     with moto_cloud(sfn_stage, execute=False) as c:
         r = _call(c, {"select": ["clean"], "run_id": "dry", "dry_run": True})
@@ -412,7 +428,7 @@ def test_bad_requests_answer_without_raising(sfn_stage: Stage) -> None:
             ({"resume": "nightly-1"}, "resume takes an execution ARN"),
             ({"status": "never-ran"}, "no execution named never-ran"),
             ({"status": cloud.execution_arn(c.machine_arns["train"], "nope")}, "ExecutionDoesNotExist"),
-            ({"select": ["train"], "args": ["--fast"]}, "do not forward script args"),
+            ({"select": ["train"], "args": "--fast"}, "args must be a list of strings"),
         ]:
             r = _call(c, request)
             assert r["ok"] is False and words in r["error"], (request, r)

@@ -328,15 +328,18 @@ def _run_sqs(request: Mapping[str, Any]) -> tuple[list[dict], list[Job]]:
     return batch.records, batch.jobs
 
 
-@pytest.mark.parametrize("select", [[], ["prep", "model_b", "promote", "w0*", "publish", "clean"]],
-                         ids=["everything", "a-selection"])
-def test_both_backends_submit_the_same_jobs_in_a_valid_order(select: list[str]) -> None:
-    request = {"select": select, "run_id": "eq-1"}
+@pytest.mark.parametrize(("select", "args"), [([], []),
+                                              (["prep", "model_b", "promote", "w0*", "publish", "clean"],
+                                               ["--epochs", "3", "a b"])],
+                         ids=["everything", "a-selection-with-args"])
+def test_both_backends_submit_the_same_jobs_in_a_valid_order(select: list[str], args: list[str]) -> None:
+    request = {"select": select, "run_id": "eq-1", "args": args}
     sfn_records, fake = _run_state_machines(request)
     sqs_records, sqs_jobs = _run_sqs(request)
 
     steps_only = [r for r in sqs_records if "PIPELINE_BARRIER" not in r["environment"]]
     assert sorted(map(_key, sfn_records)) == sorted(map(_key, steps_only))
+    assert {r["environment"]["PIPELINE_RUN_ARGS"] for r in steps_only} == {json.dumps(args, separators=(",", ":"))}
     assert len(sfn_records) == len({r["job_name"] for r in sfn_records})  # one job per step
 
     plan = deployment()["sqs"].plan

@@ -137,11 +137,7 @@ def _start_direct(args: argparse.Namespace, groups: list[dict], selection: Mappi
                                    f"{args.dir} first, or check --state-machine-prefix")
         payload = dict(execution_input(ids, group_steps=[s["id"] for s in g["steps"]]))
         if args.script_args:
-            definition = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
-            if cloud.RUN_ARGS_ENV not in definition:
-                raise cloud.CloudError(f"{arn} does not forward script args ({cloud.RUN_ARGS_ENV}); "
-                                       "start without args or use an sqs launcher")
-            payload["args"] = args.script_args
+            payload["args"] = args.script_args  # every job gets them as PIPELINE_RUN_ARGS
         entry = {"group": g["name"], "state_machine_arn": arn, "steps": ids, "input": payload}
         if not args.dry_run:
             entry.update(cloud.start_execution(sfn, arn, run, payload))

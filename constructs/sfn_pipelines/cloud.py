@@ -22,8 +22,6 @@ from typing import Any
 from sfn_pipelines import limits, naming
 
 PLAN_VERSION = 1
-RUN_ID_ENV = "PIPELINE_RUN_ID"  # = jobs.RUN_ID_ENV (jobs.py is not shipped to the Lambda)
-RUN_ARGS_ENV = "PIPELINE_RUN_ARGS"  # forwarded script args, a JSON list
 RUN_FAILED_ERROR = "PipelineStepsFailed"  # = state_machine.RUN_FAILED_ERROR
 ENV_REF = "$env"  # plan.json value {"$env": NAME}: a deploy-time value kept in the Lambda environment
 BATCH_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
@@ -63,12 +61,10 @@ def resume_run_id(previous: str) -> str:
 
 # --- the launch plan -----------------------------------------------------------------
 def launch_plan(workflows: Iterable[Any], specs: Mapping[str, Mapping[str, Any]], *,
-                default_job_definition: str, state_machine_names: Mapping[str, str] | None = None,
-                run_id_tag: str | None = None) -> dict:
+                default_job_definition: str, state_machine_names: Mapping[str, str] | None = None) -> dict:
     """What the launcher knows of the graph: ``plan --json`` groups (without the structure)
     plus each step's Batch job (``jobs.JobSpec`` fields; definition and queue by *name*,
-    their ARNs are deploy-time values). ``specs``: group -> step id -> JobSpec;
-    ``run_id_tag``: the tag the state machine puts the run id in, if any."""
+    their ARNs are deploy-time values). ``specs``: group -> step id -> JobSpec."""
     groups = []
     for w in workflows:
         g = w.to_dict()
@@ -82,13 +78,12 @@ def launch_plan(workflows: Iterable[Any], specs: Mapping[str, Mapping[str, Any]]
                 "definition": s.job_definition or default_job_definition,
                 "queue": s.job_queue or "",
                 "environment": dict(s.environment),
-                "tags": dict(getattr(s, "tags", {}) or {}),
+                "tags": dict(s.tags),
                 "vcpus": s.vcpus, "memory": s.memory, "gpus": s.gpus,
                 "timeout_minutes": s.timeout_minutes, "retries": s.retries,
             }
         groups.append(g)
-    return {"version": PLAN_VERSION, "default_job_definition": default_job_definition,
-            "run_id_tag": run_id_tag, "groups": groups}
+    return {"version": PLAN_VERSION, "default_job_definition": default_job_definition, "groups": groups}
 
 
 def resolve_env_refs(value: Any, env: Mapping[str, str]) -> Any:

@@ -71,7 +71,7 @@ class Launcher:
             return self.status(_text(event, "status"))
         if "resume" in event:
             return self.resume(_text(event, "resume"), event.get("run_id"), bool(event.get("dry_run")))
-        return self.start(_strings(event, "select"), event.get("run_id"), _strings(event, "args"),
+        return self.start(_strings(event, "select"), event.get("run_id"), _strings(event, "args", one_ok=False),
                           bool(event.get("dry_run")))
 
     # --- start ----------------------------------------------------------------------------
@@ -89,11 +89,6 @@ class Launcher:
             if args:
                 payload["args"] = args
             groups.append((name, ids, payload))
-        if args:
-            unable = [n for n, _, _ in groups if not cloud.plan_group(self.config.plan, n).get("run_args")]
-            if unable:
-                raise cloud.CloudError(f"the state machines of {', '.join(unable)} do not forward script args "
-                                       f"({cloud.RUN_ARGS_ENV}); start without args or use the sqs backend")
         return self._start_executions(run, groups, dry_run)
 
     def _start_executions(self, run: str, groups: list[tuple[str, list[str], dict]], dry_run: bool) -> dict:
@@ -198,9 +193,10 @@ def _text(event: Mapping[str, Any], key: str) -> str:
     return value.strip()
 
 
-def _strings(event: Mapping[str, Any], key: str) -> list[str]:
+def _strings(event: Mapping[str, Any], key: str, *, one_ok: bool = True) -> list[str]:
+    """A list of strings; one string is a list of one where that cannot be ambiguous."""
     value = event.get(key) or []
-    if isinstance(value, str):
+    if isinstance(value, str) and one_ok:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
         raise cloud.CloudError(f"{key} must be a list of strings")

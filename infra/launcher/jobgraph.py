@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sfn_pipelines import cloud, limits, naming
+from sfn_pipelines import cloud, jobs, limits, naming
 
 BARRIER_ENV = "PIPELINE_BARRIER"
 BARRIER_COMMAND = ["python", "-c", "pass"]  # a barrier only waits: any image with Python runs it
@@ -78,19 +78,17 @@ def submit_kwargs(message: Mapping[str, Any], plan: Mapping[str, Any], arns: Map
         raise cloud.CloudError(f"{message['job']}: {len(deps)} dependencies, over Batch's "
                                f"{limits.BATCH_DEPENDS_ON_MAX} (the launcher should have added barriers)")
     queue = arn_for(arns["queues"], message["queue"], "job queue")
-    tags_run = {plan["run_id_tag"]: run_id} if plan.get("run_id_tag") else {}
+    tags_run = {jobs.RUN_ID_TAG: run_id}
     if message.get("step") is None:  # a barrier
         definition = arn_for(arns["definitions"], plan.get("default_job_definition", ""), "job definition")
         kwargs = {"jobName": message["job"], "jobQueue": queue, "jobDefinition": definition,
                   "containerOverrides": {"command": BARRIER_COMMAND,
                                          "environment": [{"name": BARRIER_ENV, "value": "1"},
-                                                         {"name": cloud.RUN_ID_ENV, "value": run_id}]},
-                  **({"tags": tags_run} if tags_run else {})}
+                                                         {"name": jobs.RUN_ID_ENV, "value": run_id}]},
+                  "tags": tags_run}
     else:
         job = _step(plan, message["group"], message["step"])["job"]
-        env = {**job["environment"], cloud.RUN_ID_ENV: run_id}
-        if message.get("args"):
-            env[cloud.RUN_ARGS_ENV] = _json_list(message["args"])
+        env = jobs.run_environment(_spec(message["step"], job), run_id, message.get("args") or [])
         overrides: dict[str, Any] = {"environment": [{"name": k, "value": v} for k, v in env.items()]}
         resources = [{"type": t, "value": _num(v)} for t, v in
                      (("GPU", job.get("gpus")), ("MEMORY", job.get("memory")), ("VCPU", job.get("vcpus"))) if v]
@@ -98,10 +96,7 @@ def submit_kwargs(message: Mapping[str, Any], plan: Mapping[str, Any], arns: Map
             overrides["resourceRequirements"] = resources
         kwargs = {"jobName": message["job"], "jobQueue": queue,
                   "jobDefinition": arn_for(arns["definitions"], job["definition"], "job definition"),
-                  "containerOverrides": overrides}
-        tags = {**job.get("tags", {}), **tags_run}
-        if tags:
-            kwargs["tags"] = tags
+                  "containerOverrides": overrides, "tags": {**job.get("tags", {}), **tags_run}}
         if job.get("timeout_minutes"):
             kwargs["timeout"] = {"attemptDurationSeconds": int(job["timeout_minutes"]) * 60}
         if job.get("retries"):
@@ -111,6 +106,14 @@ def submit_kwargs(message: Mapping[str, Any], plan: Mapping[str, Any], arns: Map
     if deps:
         kwargs["dependsOn"] = deps
     return kwargs
+
+
+def _spec(step: str, job: Mapping[str, Any]) -> jobs.JobSpec:
+    """The plan's job back as the JobSpec the state machine was built from."""
+    return jobs.JobSpec(step=step, job_definition=job["definition"], job_queue=job["queue"] or None,
+                        environment=dict(job["environment"]), vcpus=job.get("vcpus"), memory=job.get("memory"),
+                        gpus=job.get("gpus"), timeout_minutes=job.get("timeout_minutes"),
+                        retries=job.get("retries") or 0, tags=dict(job.get("tags") or {}))
 
 
 def _step(plan: Mapping[str, Any], group: str, step: str) -> Mapping[str, Any]:
@@ -131,9 +134,3 @@ def arn_for(arns: Mapping[str, str], key: str, what: str) -> str:
 def _num(value: float | int) -> str:
     """Numbers as the state machine renders them (JavaScript): 2.0 -> "2", 0.5 -> "0.5"."""
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _json_list(values: Sequence[str]) -> str:
-    import json
-
-    return json.dumps([str(v) for v in values])
