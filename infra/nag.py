@@ -57,9 +57,9 @@ def _state_machine(machine: WorkbenchPipelineStateMachine) -> None:
                 "batch:TerminateJob and batch:TagResource act on the run's own jobs, whose ids Batch assigns at "
                 "SubmitJob time; limited to jobs of this account and region")
     acknowledge(role, f"IAM5[Resource::{nag_text(stack, _arn(stack, 'batch', 'job-definition', '*'))}]",
-                "Added by CDK's BatchSubmitJob task, which always grants SubmitJob on job-definition/*; a SubmitJob "
-                "call must also be allowed on its job queue, and that part is limited to the project's queues. "
-                "To be narrowed in sfn_pipelines/state_machine.py (see tests/test_operations.py)")
+                "Added by CDK's BatchSubmitJob task, which always allows SubmitJob on job-definition/*; the role "
+                "also has an explicit Deny of batch:SubmitJob on everything but this machine's queues and job "
+                "definitions (WorkbenchPipelineStateMachine._grant_job_control), so only those can be used")
     acknowledge(machine.state_machine.node.default_child, "SF1",
                 "Execution logging is at level ERROR: failed states with their error and cause are logged; the "
                 "full per-state record stays in the execution history (90 days) and X-Ray. ALL would add log "

@@ -496,14 +496,36 @@ def test_state_machines_submit_only_to_the_project_queue(template: dict[str, Any
         assert queue_refs and all(r.get("Fn::GetAtt", [None])[0] in queues for r in queue_refs), (lid, queue_refs)
 
 
-@pytest.mark.xfail(strict=True, reason="CDK's BatchSubmitJob grants batch:SubmitJob on job-definition/*; "
-                                       "sfn_pipelines/state_machine.py has to narrow it to the definitions it uses")
+def machine_denials(template: dict[str, Any], machine: str) -> list[dict[str, Any]]:
+    role = role_of(template, machine, "RoleArn")
+    return [s for res in resources(template, "AWS::IAM::Policy").values()
+            if {"Ref": role} in res["Properties"].get("Roles", [])
+            for s in res["Properties"]["PolicyDocument"]["Statement"] if s.get("Effect") == "Deny"]
+
+
 def test_state_machines_submit_only_the_project_job_definitions(template: dict[str, Any]) -> None:
+    """CDK's BatchSubmitJob allows job-definition/*: a Deny of SubmitJob on everything but
+    the project's queues and definitions (NotResource) must take that back."""
+    queues = set(resources(template, "AWS::Batch::JobQueue"))
     definitions = set(resources(template, "AWS::Batch::JobDefinition"))
+
+    def project_arn(r: Any) -> bool:
+        if isinstance(r, dict) and "Fn::Join" in r:  # "<definition ARN>:*": any revision of ours
+            parts = r["Fn::Join"][1]
+            return len(parts) == 2 and parts[1] == ":*" and project_arn(parts[0])
+        return (isinstance(r, dict) and (r.get("Ref") in definitions or
+                                         r.get("Fn::GetAtt", [None, None]) in ([q, "JobQueueArn"] for q in queues)))
+
     for lid, stmts in machine_statements(template).items():
-        submit = [r for s in stmts if "batch:SubmitJob" in as_list(s["Action"]) for r in as_list(s["Resource"])]
-        others = [r for r in submit if "JobQueueArn" not in flat(r)]
-        assert others and all(r.get("Ref") in definitions for r in others), (lid, others)
+        allowed = [r for s in stmts if "batch:SubmitJob" in as_list(s["Action"]) for r in as_list(s["Resource"])]
+        wildcards = [r for r in allowed if "*" in flat(r)]
+        assert all(project_arn(r) for r in allowed if r not in wildcards), (lid, allowed)
+        if not wildcards:
+            continue
+        denials = [s for s in machine_denials(template, lid) if "batch:SubmitJob" in as_list(s["Action"])]
+        assert denials, f"{lid}: SubmitJob allowed on {wildcards} and nothing denies the rest"
+        for deny in denials:
+            assert "Resource" not in deny and all(project_arn(r) for r in as_list(deny["NotResource"])), deny
 
 
 def test_state_machines_can_follow_and_stop_their_jobs(template: dict[str, Any]) -> None:
