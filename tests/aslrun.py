@@ -8,8 +8,9 @@ steps only shows up when the machine really runs. Three parts:
   case, synthesized once (jsii start-up dominates), definitions flattened to ASL text.
 - ``FakeBatch``: moto's simple Batch backend, made controllable: per-step failures and
   durations, and a record of every SubmitJob with start/finish order.
-- ``run_machine``: creates Batch and IAM resources in moto, runs one execution to the end
-  (bounded time) and returns a ``RunResult`` (status, step statuses, jobs, history).
+- ``run_machines`` (``run_machine`` for one): creates Batch and IAM resources in a fresh moto
+  account, starts every ``Run`` at once, waits (bounded) for all to end and returns one
+  ``RunResult`` each (status, step statuses, jobs in submission order, history).
 
 Importing this module loads moto but not CDK; ``synth_machines`` imports CDK on first use.
 """
@@ -41,7 +42,7 @@ REGION = "us-east-1"
 QUEUE_NAME = "pipelines-queue"
 QUEUE_ARN = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/{QUEUE_NAME}"
 JOB_DEFINITIONS = ("small", "medium", "large")
-RUN_FAILED_ERROR = "PipelineStepsFailed"
+RUN_FAILED_ERROR = "PipelineStepsFailed"  # state_machine.RUN_FAILED_ERROR; not imported: that loads CDK
 # Environment moto's Batch integration adds to every `.sync` job, as Step Functions does.
 MANAGED_ENV = "MANAGED_BY_AWS"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]+")
@@ -60,10 +61,7 @@ def write_pipelines(root: Path, pipelines: Mapping[str, list[dict[str, Any]]]) -
     """A ``pipelines.json`` under ``root`` plus a stand-in file for each local script."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "pipelines.json").write_text(json.dumps({"pipelines": pipelines}, indent=1))
-    for steps in pipelines.values():
-        for step in steps:
-            if ":" not in step["script"]:
-                (root / step["script"]).write_text("print('stand-in')\n")
+    _write_stand_ins(root, pipelines)
     return root
 
 
@@ -87,12 +85,16 @@ def stage_manifest(manifest: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     text = manifest.read_text()
     (dest / "pipelines.json").write_text(text)
-    for steps in json.loads(text)["pipelines"].values():
-        for step in steps:
-            if ":" not in step["script"]:
-                (dest / step["script"]).parent.mkdir(parents=True, exist_ok=True)
-                (dest / step["script"]).write_text("print('stand-in')\n")
+    _write_stand_ins(dest, json.loads(text)["pipelines"])
     return dest
+
+
+def _write_stand_ins(root: Path, pipelines: Mapping[str, list[dict[str, Any]]]) -> None:
+    for steps in pipelines.values():
+        for step in steps:
+            if ":" not in step["script"]:  # workbench:, plugin: and s3:// scripts live elsewhere
+                (root / step["script"]).parent.mkdir(parents=True, exist_ok=True)
+                (root / step["script"]).write_text("print('stand-in')\n")
 
 
 def descendants(workflow: Workflow, steps: Iterable[str]) -> set[str]:
@@ -163,7 +165,7 @@ def synth_machines(cases: Mapping[str, MachineCase], *, api_retry_attempts: int 
     """Synthesize every case in one app/stack (one jsii round trip) and return the definitions.
 
     Each machine uses the moto queue ``QUEUE_ARN`` and the job definitions ``JOB_DEFINITIONS``
-    (created by ``run_machine``), with 1-second retry intervals, the smallest ASL allows.
+    (created by ``run_machines``), with 1-second retry intervals, the smallest ASL allows.
     """
     import aws_cdk as cdk
     from aws_cdk import aws_batch as batch

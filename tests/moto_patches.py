@@ -215,6 +215,7 @@ def patched_moto(job_runner: JobRunner | None = None) -> Iterator[None]:
     (normally: succeed at once). It receives moto's ``Job`` and must eventually call
     ``job._mark_stopped(success=...)``; see ``aslrun.FakeBatch``.
     """
+    _batch_model()  # load once here, not in every execution thread at the same time
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(StateTaskServiceBatch, "_normalise_parameters", _normalise_parameters))
         stack.enter_context(mock.patch.object(StateTaskServiceBatch, "_normalise_response", _normalise_response))

@@ -19,7 +19,6 @@ import pytest
 from aslrun import (
     JOB_DEFINITIONS,
     QUEUE_ARN,
-    RUN_FAILED_ERROR,
     FakeBatch,
     Machine,
     MachineCase,
@@ -37,8 +36,9 @@ from aslrun import (
 from conftest import EXAMPLES, SHARED
 
 from sfn_pipelines import naming
-from sfn_pipelines.jobs import RUN_ID_ENV, job_spec
+from sfn_pipelines.jobs import job_spec, run_environment
 from sfn_pipelines.layout import flatten_statuses
+from sfn_pipelines.state_machine import RUN_FAILED_ERROR
 
 # moto race, harmless to the results: a task starting in a Parallel branch that stop_all has
 # just stopped reads its timeout off an empty stack in a helper thread, which dies with a
@@ -66,6 +66,7 @@ def _scenarios(m: dict[str, Machine]) -> dict[str, Run]:
     """Every execution this module checks, by name (= execution name = run id)."""
     runs = {
         **{f"all-{shape}": Run(m[shape]) for shape in SHAPES if shape != "retry"},
+        "diamond-args": Run(m["diamond"], {"args": ["--epochs", "3", "a b"]}),
         # ordering that must not over-wait: one slow job beside fast independent work
         "fork-slow-a1": Run(m["fork"], batch=FakeBatch(durations={"a1": SLOW})),
         "fan-slow-m1": Run(m["fan"], batch=FakeBatch(durations={"m1": SLOW})),
@@ -92,13 +93,18 @@ def _scenarios(m: dict[str, Machine]) -> dict[str, Run]:
         # retries: flaky fails once (retries 2), once fails (no retries), spent fails twice (retries 1)
         "retry": Run(m["retry"], batch=FakeBatch(fail={"once", "spent"}, fail_attempts={"flaky": 1})),
         # the example pipelines of this repo
-        "churn-fail-events": Run(m["example:churn"], batch=FakeBatch(fail={"churn_events"})),
-        "tox-fail-descriptors": Run(m["example:toxicity-tox_deploy"], batch=FakeBatch(fail={"tox_descriptors"})),
+        "churn-fail-events": Run(_example_with(m, "churn_events"), batch=FakeBatch(fail={"churn_events"})),
+        "tox-fail-descriptors": Run(_example_with(m, "tox_descriptors"), batch=FakeBatch(fail={"tox_descriptors"})),
     }
     for key, machine in m.items():
         if key.startswith(("example:", "shared:")):
             runs[f"all-{key}"] = Run(machine)
     return {name.replace(":", "-"): run for name, run in runs.items()}
+
+
+def _example_with(m: dict[str, Machine], step: str) -> Machine:
+    """The repo example machine that runs ``step`` (group names are the planner's business)."""
+    return next(x for k, x in m.items() if k.startswith("example:") and step in x.workflow.group.step_ids)
 
 
 @pytest.fixture(scope="module")
@@ -195,20 +201,24 @@ def test_fan_out_branches_run_side_by_side(results: dict[str, RunResult]) -> Non
     assert result.last("sink").start > slow.end
 
 
-def test_jobs_are_submitted_as_job_spec_describes(results: dict[str, RunResult]) -> None:
-    result = results["all-diamond"]
+@pytest.mark.parametrize(("name", "args"), [("all-diamond", None), ("diamond-args", ["--epochs", "3", "a b"])])
+def test_jobs_are_submitted_as_job_spec_describes(results: dict[str, RunResult], name: str,
+                                                  args: list[str] | None) -> None:
+    result = results[name]
     workflow = result.machine.workflow
+    assert len(result.submitted_jobs) == len(workflow.group.steps)
     for job in result.submitted_jobs:
         step = job["environment"]["PIPELINE_STEP"]
         spec = job_spec(workflow.group.step(step), group=workflow.name)
-        assert job["job_name"] == naming.job_name(step, "all-diamond")
+        assert job["job_name"] == naming.job_name(step, name)
         assert job["job_queue"] == QUEUE_ARN
         assert job["job_definition"] == job_definition_arn("small")
-        assert job["environment"] == {**spec.environment, RUN_ID_ENV: "all-diamond"}
+        assert job["environment"] == run_environment(spec, name, args)
 
 
 def test_example_resources_reach_batch(results: dict[str, RunResult]) -> None:
-    result = results["all-example-solubility"]
+    result = next(r for k, r in results.items()
+                  if k.startswith("all-example-") and "solubility_reg_nn" in steps_of(r))
     nn = next(j for j in result.submitted_jobs if j["environment"]["PIPELINE_STEP"] == "solubility_reg_nn")
     assert nn["resource_requirements"] == {"VCPU": "4", "MEMORY": "8192"}
     assert {j["job_definition"] for j in result.submitted_jobs} <= {job_definition_arn(n) for n in JOB_DEFINITIONS}
@@ -219,7 +229,8 @@ def test_example_resources_reach_batch(results: dict[str, RunResult]) -> None:
 
 def test_repo_examples_run_every_step(results: dict[str, RunResult]) -> None:
     runs = {k: r for k, r in results.items() if k.startswith("all-example-")}
-    assert {"all-example-churn", "all-example-solubility", "all-example-toxicity-tox_deploy"} <= set(runs)
+    ran = set().union(*(steps_of(r) for r in runs.values()))
+    assert {"churn_join", "solubility_promote", "tox_deploy", "tox_assay_report", "solubility_hpo"} <= ran
     for result in runs.values():
         assert_all_ran(result)
 
