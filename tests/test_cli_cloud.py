@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -166,7 +167,11 @@ def test_status_and_resume_of_a_failed_run(stage: Stage, monkeypatch: pytest.Mon
 
         code, out, _ = run(capsys, "status", arn)
         lines = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
-        assert out.startswith(f"run st-1: FAILED  {arn}")
+        assert out.startswith(f"run st-1: FAILED  {arn}  (")
+        transitions = int(out.splitlines()[0].split("(")[1].split()[0])
+        assert transitions >= 3 + 2 * len(lines) + 2  # start states, check + task per step, end states
+        assert all(re.fullmatch(r"[0-9.]+s", line.split()[2]) for line in out.splitlines()[1:]
+                   if line.split()[1] == "SUCCEEDED")  # each job's duration, from Batch
         assert lines == {"feat": "SUCCEEDED", "model_a": "FAILED", "model_b": "SUCCEEDED", "prep": "SUCCEEDED",
                          "promote": "SKIPPED", "report": "SUCCEEDED"}
 

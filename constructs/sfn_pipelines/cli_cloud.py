@@ -18,6 +18,7 @@ from typing import Any
 
 from sfn_pipelines import cloud
 from sfn_pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, _load
+from sfn_pipelines.limits import PRICE_PER_TRANSITION_USD
 from sfn_pipelines.selection import execution_input, select_steps
 
 LAUNCHER_ENV = "SFN_PIPELINES_LAUNCHER"  # default for --via-launcher
@@ -150,15 +151,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.via_launcher and not (args.state_machine_prefix or args.job_queue):
         return _call(args, lambda: _invoke(args, {"status": target}), _print_status)
     if cloud.is_execution_arn(target):
-        return _call(args, lambda: {"ok": True, "mode": "step_functions", "executions": [
-            cloud.execution_report(client_factory("stepfunctions", args.region), target)]}, _print_status)
+        return _call(args, lambda: _with_durations(args, {"ok": True, "mode": "step_functions", "executions": [
+            cloud.execution_report(client_factory("stepfunctions", args.region), target)]}), _print_status)
     if args.job_queue:
-        return _call(args, lambda: {"ok": True, "mode": "sqs", **cloud.batch_report(
-            cloud.run_jobs(client_factory("batch", args.region), args.job_queue, target), target)}, _print_status)
+        return _call(args, lambda: _with_durations(args, {"ok": True, "mode": "sqs", **cloud.batch_report(
+            cloud.run_jobs(client_factory("batch", args.region), args.job_queue, target), target)}),
+            _print_status)
     if args.state_machine_prefix:
-        return _call(args, lambda: _status_by_prefix(args, target), _print_status)
+        return _call(args, lambda: _with_durations(args, _status_by_prefix(args, target)), _print_status)
     raise UsageError("a run id needs --via-launcher FUNCTION, --state-machine-prefix STACK or --job-queue ARN; "
                      "an execution ARN needs nothing")
+
+
+def _with_durations(args: argparse.Namespace, answer: dict) -> dict:
+    """Batch job durations for every step with a job (best effort: jobs age out of Batch)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    batch = client_factory("batch", args.region)
+    for steps in [answer.get("steps") or {}] + [r["steps"] for r in answer.get("executions", [])]:
+        try:
+            cloud.add_job_durations(batch, steps)
+        except (BotoCoreError, ClientError) as e:  # durations are extra: the status stands without them
+            print(f"sfn-pipelines: job durations unavailable ({e.__class__.__name__})", file=sys.stderr)
+    return answer
 
 
 def _status_by_prefix(args: argparse.Namespace, target: str) -> dict:
@@ -279,14 +294,17 @@ def _print_status(a: dict) -> None:
         _print_steps(a["steps"])
         return
     for r in a["executions"]:
-        print(f"run {r['run_id']}: {r['status']}  {r['execution_arn']}")
+        t = r.get("transitions")
+        cost = f"  ({t} state transitions, ${t * PRICE_PER_TRANSITION_USD:.5f})" if t is not None else ""
+        print(f"run {r['run_id']}: {r['status']}  {r['execution_arn']}{cost}")
         _print_steps(r["steps"])
 
 
 def _print_steps(steps: Mapping[str, Mapping[str, Any]]) -> None:
     width = max((len(s) for s in steps), default=0)
     for step, st in steps.items():
-        extra = "  ".join(str(st[k]) for k in ("job", "error", "reason") if st.get(k))
+        took = f"{st['seconds']:g}s" if st.get("seconds") is not None else ""
+        extra = "  ".join(str(v) for v in (took, st.get("job"), st.get("error"), st.get("reason")) if v)
         print(f"  {step:<{width}}  {st['status']:<16} {extra}".rstrip())
 
 

@@ -276,9 +276,10 @@ def execution_report(sfn: Any, execution: str) -> dict:
     steps = definition_steps(machine["definition"])
     data = execution_input(d)
     selected = set(data["select"]) if isinstance(data.get("select"), dict) else set(steps)
+    events = list(history_events(sfn, execution))
     statuses = cause_statuses(d)
     if statuses is None:
-        statuses = history_statuses(history_events(sfn, execution), steps)
+        statuses = history_statuses(events, steps)
     report = {}
     for s in steps:
         st = dict(statuses.get(s) or {})
@@ -291,7 +292,33 @@ def execution_report(sfn: Any, execution: str) -> dict:
         st.pop("halt", None)
         report[s] = st
     return {"execution_arn": execution, "state_machine_arn": machine.get("stateMachineArn"),
-            "run_id": d.get("name"), "status": d["status"], "input": data, "steps": report}
+            "run_id": d.get("name"), "status": d["status"], "input": data, "steps": report,
+            "transitions": measured_transitions(events)}
+
+
+def measured_transitions(events: Iterable[Mapping[str, Any]]) -> int:
+    """Billed state transitions so far: one per state entered (retries re-enter nothing but
+    are billed too: each retry of a Task is counted from its extra TaskScheduled)."""
+    entered = scheduled = tasks = 0
+    for e in events:
+        kind = e.get("type", "")
+        if kind.endswith("StateEntered"):
+            entered += 1
+            tasks += kind == "TaskStateEntered"
+        elif kind == "TaskScheduled":
+            scheduled += 1
+    return entered + max(0, scheduled - tasks)
+
+
+def add_job_durations(batch: Any, steps: Mapping[str, dict]) -> None:
+    """Add each step's Batch job duration (seconds, start to stop) where Batch still knows it."""
+    by_job = {st["job"]: st for st in steps.values() if st.get("job")}
+    ids = sorted(by_job)
+    for i in range(0, len(ids), 100):  # DescribeJobs takes at most 100 ids
+        for job in batch.describe_jobs(jobs=ids[i:i + 100]).get("jobs", []):
+            started, stopped = job.get("startedAt"), job.get("stoppedAt")
+            if started and stopped:
+                by_job[job["jobId"]]["seconds"] = round((stopped - started) / 1000, 1)
 
 
 def resume_request(sfn: Any, execution: str, run_id: str | None = None) -> dict:
