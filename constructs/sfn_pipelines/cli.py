@@ -103,6 +103,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ps = _load(args.dir)
     steps = sum(len(w.group.steps) for w in ps.workflows)
     print(f"ok: {steps} steps in {len(ps.workflows)} dependency group(s) under {args.dir}")
+    gated = sorted(s.id for w in ps.workflows for s in w.group.steps if s.options.approval is not None)
+    if gated:
+        print(f"note: approval gates on {', '.join(gated)}: enforced by execution_mode=step_functions only; "
+              "a stack with execution_mode=sqs refuses them at synth (Batch has no way to wait for a person)")
     return EXIT_OK
 
 
