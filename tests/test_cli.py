@@ -469,3 +469,13 @@ def test_cli_never_imports_aws_cdk(good: Path, record_property) -> None:
     assert (after_import, after_main, code) == ("False", "False", "0")
     record_property("cli_import_seconds", float(seconds))
     print(f"cold import of sfn_pipelines.cli: {float(seconds):.3f} s")
+
+
+def test_validate_says_where_approval_gates_are_enforced(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    make(tmp_path, {"p/pipelines.json": json.dumps({"pipelines": {"p": [
+        {"script": "a.py", "outputs": ["model:m"]},
+        {"script": "b.py", "inputs": ["model:m"], "approval": "ship it?"}]}}),
+        "p/a.py": "", "p/b.py": ""})
+    code, out, err = cli(capsys, "validate", str(tmp_path))
+    assert (code, err) == (0, "")
+    assert "note: approval gates on b: enforced by execution_mode=step_functions only" in out
