@@ -268,10 +268,19 @@ class FakeBatch:
         job._mark_stopped(success=success)
 
     def wait(self, timeout: float = 10.0) -> None:
-        """Let every job still running finish (e.g. siblings of a stop_all failure)."""
+        """Let every job still running finish."""
         deadline = time.monotonic() + timeout
         for timer in list(self._timers):
             timer.join(max(0.0, deadline - time.monotonic()))
+
+    def release(self) -> None:
+        """Abandon the jobs still running: they keep status ``RUNNING`` and no ``end``.
+
+        For after the run ended: only a run that stopped early (``stop_all``, timeout) leaves
+        jobs running, and nobody is waiting for them any more.
+        """
+        for timer in self._timers:
+            timer.cancel()
 
 
 def _request_of(job: Job) -> dict[str, Any]:
@@ -436,7 +445,7 @@ def run_machines(runs: Sequence[Run], *, timeout: float = 60.0) -> list[RunResul
             if desc["status"] == "RUNNING":
                 sfn.stop_execution(executionArn=arn, error="aslrun.Timeout")
         for run in runs:
-            run.batch.wait()
+            run.batch.release()
     results = []
     for run, arn in zip(runs, executions, strict=True):
         desc, seconds = ends[arn]
