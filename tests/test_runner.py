@@ -191,5 +191,6 @@ def test_runner_stays_standalone():
 
 
 def test_run_args_env_matches_the_cloud_side():
-    cloud = pytest.importorskip("sfn_pipelines.cloud")
-    assert runner.RUN_ARGS_ENV == cloud.RUN_ARGS_ENV
+    from sfn_pipelines import jobs
+
+    assert runner.RUN_ARGS_ENV == jobs.RUN_ARGS_ENV

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sfn_pipelines import runner
-from sfn_pipelines.jobs import RUN_ID_ENV, job_spec
+from sfn_pipelines.jobs import RUN_ID_ENV, job_spec, run_environment
 from sfn_pipelines.selection import select_steps
 from sfn_pipelines.workflow import PipelineSet
 
@@ -151,10 +151,9 @@ def prepare(ps: PipelineSet, patterns: Sequence[str] = (), *, run_id: str | None
         if sid not in selected:
             continue
         group, step = steps_by_id[sid]
-        env = {**base_env, **job_spec(step, group=group).environment,
-               RUN_ID_ENV: run_id, ARTIFACTS_ENV: str(artifacts)}
-        if args:
-            env[runner.RUN_ARGS_ENV] = json.dumps(list(args))
+        # exactly what the step's Batch job gets in a cloud run (jobs.run_environment)
+        env = {**base_env, **run_environment(job_spec(step, group=group), run_id, args),
+               ARTIFACTS_ENV: str(artifacts)}
         path, why_not = _script_path(ps.root, step.script, step.script_kind, roots)
         steps[sid] = LocalStep(
             id=sid, group=group, script=step.script, path=path, why_not=why_not, env=env,

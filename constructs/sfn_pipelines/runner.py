@@ -37,7 +37,7 @@ from typing import Any
 
 SCRIPT_ENV = "PIPELINE_SCRIPT"
 ARGS_ENV = "PIPELINE_ARGS"  # the step's own args (jobs.job_spec), a JSON list
-RUN_ARGS_ENV = "PIPELINE_RUN_ARGS"  # args forwarded for one run (cloud.RUN_ARGS_ENV), a JSON list
+RUN_ARGS_ENV = "PIPELINE_RUN_ARGS"  # args forwarded for one run (jobs.RUN_ARGS_ENV), a JSON list
 ARCHIVE_ENV = "PIPELINE_SCRIPTS_ARCHIVE"
 DIR_ENV = "PIPELINE_SCRIPTS_DIR"
 S3_SCRIPT_ENV = "ML_PIPELINE_S3_PATH"
