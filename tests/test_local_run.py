@@ -133,7 +133,7 @@ def test_steps_see_their_batch_job_environment(example_run):
     assert {k: env.get(k) for k in expected} == expected
     assert env["PIPELINE_RUN_ID"] == "e2e"
     assert env["PIPELINE_ARTIFACTS_DIR"] == str(example_run["tmp"] / "art")
-    assert "PIPELINE_MODE" not in env and "PIPELINE_RUN_ARGS" not in env
+    assert "PIPELINE_MODE" not in env and env["PIPELINE_RUN_ARGS"] == "[]"  # as a cloud job without args
     assert seen["argv"] == []
 
 
@@ -289,7 +289,7 @@ def test_args_after_double_dash_reach_every_script(tmp_path, monkeypatch):
     two = json.loads((tmp_path / "art" / "two.json").read_text())
     assert one["argv"] == ["--own", "--select", "x", "--", "y"]
     assert two["argv"] == ["--select", "x", "--", "y"]
-    assert one["env"] == {"PIPELINE_ARGS": '["--own"]', "PIPELINE_RUN_ARGS": '["--select", "x", "--", "y"]',
+    assert one["env"] == {"PIPELINE_ARGS": '["--own"]', "PIPELINE_RUN_ARGS": '["--select","x","--","y"]',
                           "PIPELINE_MODE": "dt", "PIPELINE_STEP": "one", "PIPELINE_RUN_ID": "args"}
     assert two["env"]["PIPELINE_ARGS"] is None and two["env"]["PIPELINE_MODE"] is None
     assert Path(one["cwd"]) == root
