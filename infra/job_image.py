@@ -6,12 +6,11 @@ stdlib + boto3), not the whole library, so the image stays small and synth needs
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
 from aws_cdk import aws_ecs as ecs
+
+from infra.staging import stage_folder
 
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE.parent / "constructs" / "sfn_pipelines" / "runner.py"
@@ -24,18 +23,7 @@ def stage_job_image() -> Path:
         "sfn_pipelines/__init__.py": b'"""The sfn-pipelines job runner only."""\n',
         "sfn_pipelines/runner.py": RUNNER.read_bytes(),
     }
-    digest = hashlib.sha256(b"".join(k.encode() + b"\0" + v for k, v in sorted(files.items()))).hexdigest()[:16]
-    out = Path(tempfile.gettempdir()) / f"sfn-pipelines-job-image-{digest}"
-    if not out.is_dir():
-        tmp = Path(tempfile.mkdtemp(prefix="sfn-pipelines-job-image-"))
-        for name, data in files.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(data)
-        try:
-            tmp.rename(out)
-        except OSError:  # staged by a concurrent synth meanwhile
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return stage_folder("sfn-pipelines-job-image", files)
 
 
 def default_job_image() -> ecs.ContainerImage:

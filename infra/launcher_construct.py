@@ -13,10 +13,7 @@ machines; both backends submit the same jobs (see ``infra/launcher/jobgraph.py``
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.staging import stage_folder
 from sfn_pipelines import cloud
 from sfn_pipelines.state_machine import WorkbenchPipelineStateMachine
 from sfn_pipelines.workflow import PipelineSet
@@ -162,18 +160,7 @@ def stage_code(plan: Mapping[str, Any]) -> Path:
     for module in SHIPPED_MODULES:
         files[f"sfn_pipelines/{module}.py"] = (PACKAGE_DIR / f"{module}.py").read_bytes()
     files["plan.json"] = json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(b"".join(k.encode() + b"\0" + v for k, v in sorted(files.items()))).hexdigest()[:16]
-    out = Path(tempfile.gettempdir()) / f"sfn-pipelines-launcher-{digest}"
-    if not out.is_dir():
-        tmp = Path(tempfile.mkdtemp(prefix="sfn-pipelines-launcher-"))
-        for name, data in files.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(data)
-        try:
-            tmp.rename(out)
-        except OSError:  # another synth staged the same content meanwhile
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return stage_folder("sfn-pipelines-launcher", files)
 
 
 def _extract_tokens(plan: dict) -> tuple[dict, dict[str, str]]:

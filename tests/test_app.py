@@ -20,6 +20,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
+from conftest import synth_default_app
 
 from sfn_pipelines.definition import definition_text
 from sfn_pipelines.workflow import load_pipeline_set
@@ -41,17 +42,6 @@ JOB_SIZES = {"small": ("2", "4096"), "medium": ("4", "8192"), "large": ("8", "16
 PROBLEM_LINE = re.compile(r"^(?P<path>[^\s:]+):(?P<line>\d+): (?P<message>\S.*)$")
 
 
-def synth_default_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``build_app`` over the repo's ``pipelines/``, synthesized once per session.
-
-    test_snapshots.py has the same helper: whichever module runs first writes the cloud
-    assembly, the other reads it (a synth costs seconds).
-    """
-    out = tmp_path_factory.getbasetemp() / "default-app.out"
-    if not (out / "manifest.json").is_file():
-        app = default_app.build_app(cdk.App(context={"pipelines_dir": str(EXAMPLES)}, outdir=str(out)))
-        app.synth()
-    return out
 
 
 def machines(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

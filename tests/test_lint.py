@@ -17,8 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
+from conftest import synth_default_app
 
 from sfn_pipelines.definition import definition_text
 
@@ -26,7 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # app.py and infra/ live at the repo root, beside tests/
 
-import app as default_app  # noqa: E402
 
 EXAMPLES = REPO / "pipelines"
 ASL_VALIDATOR = REPO / "node_modules" / ".bin" / "asl-validator"
@@ -43,13 +42,6 @@ ARN_SHAPES = {
 }
 
 
-def synth_default_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``build_app`` over the repo's ``pipelines/``, synthesized once per session (the same
-    helper as test_app.py and test_snapshots.py: whichever module runs first writes it)."""
-    out = tmp_path_factory.getbasetemp() / "default-app.out"
-    if not (out / "manifest.json").is_file():
-        default_app.build_app(cdk.App(context={"pipelines_dir": str(EXAMPLES)}, outdir=str(out))).synth()
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import aws_cdk as cdk
 import boto3
 import pytest
 from aws_cdk import aws_batch as batch
+from conftest import synth_default_app
 from moto import mock_aws
 
 from sfn_pipelines.layout import flatten_statuses as layout_flatten_statuses
@@ -414,13 +415,6 @@ def test_bad_context_is_a_clear_error_at_synth(monkeypatch: pytest.MonkeyPatch, 
 
 
 # --- the default app (shared cloud assembly) -------------------------------------------------
-def synth_default_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``build_app`` over the repo's ``pipelines/``, synthesized once per session (the same
-    helper as test_app.py and test_snapshots.py: whichever module runs first writes it)."""
-    out = tmp_path_factory.getbasetemp() / "default-app.out"
-    if not (out / "manifest.json").is_file():
-        default_app.build_app(cdk.App(context={"pipelines_dir": str(EXAMPLES)}, outdir=str(out))).synth()
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
+from conftest import synth_default_app
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
@@ -33,27 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # app.py and infra/ live at the repo root, beside tests/
 
-import app as default_app  # noqa: E402
 
 EXAMPLES = REPO / "pipelines"
 STACK = "SfnPipelines"
 GROUPS = ("churn", "solubility", "solubility_hpo", "toxicity-tox_assay_clean", "toxicity-tox_deploy")
 # A CDK asset hash is the SHA-256 of the asset's content, used as its S3 key "<hash>.zip".
-ASSET_HASH = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?=\.zip\b)")
+# A container image asset is tagged with its hash in the CDK container-assets repository.
+ASSET_HASH = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?=\.zip\b)|(?<=-container-assets-\$\{AWS::AccountId\}-"
+                        r"\$\{AWS::Region\}:)[0-9a-f]{64}$")
 MASK = "ASSET_HASH"
 
 
-def synth_default_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``build_app`` over the repo's ``pipelines/``, synthesized once per session.
-
-    test_app.py has the same helper: whichever module runs first writes the cloud
-    assembly, the other reads it (a synth costs seconds).
-    """
-    out = tmp_path_factory.getbasetemp() / "default-app.out"
-    if not (out / "manifest.json").is_file():
-        app = default_app.build_app(cdk.App(context={"pipelines_dir": str(EXAMPLES)}, outdir=str(out)))
-        app.synth()
-    return out
 
 
 def mask_asset_hashes(value: Any) -> Any:
@@ -93,6 +83,10 @@ def test_mask_is_anchored_to_asset_keys() -> None:
     digest = "0123456789abcdef" * 4
     assert mask_asset_hashes({"S3Key": f"{digest}.zip", "Other": digest, "Url": f"s3://b/{digest}.zip"}) == {
         "S3Key": f"{MASK}.zip", "Other": digest, "Url": f"s3://b/{MASK}.zip"}
+    image = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/cdk-hnb659fds-container-assets-" \
+            "${AWS::AccountId}-${AWS::Region}:"
+    assert mask_asset_hashes({"Image": image + digest, "Tag": f"repo:{digest}"}) == {
+        "Image": image + MASK, "Tag": f"repo:{digest}"}
     assert mask_asset_hashes(f"x{digest}.zipper") == f"x{digest}.zipper"
 
 
