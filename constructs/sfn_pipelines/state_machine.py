@@ -157,6 +157,7 @@ class WorkbenchPipelineStateMachine(Construct):
         )
         self._grant_job_control()
         self.node.add_validation(_DefinitionSizeCheck(self.state_machine))
+        self._warn_about_limits()
 
     # --- public surface -----------------------------------------------------------
     @property
@@ -169,6 +170,21 @@ class WorkbenchPipelineStateMachine(Construct):
 
     def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.state_machine.grant_read(grantee)
+
+    def _warn_about_limits(self) -> None:
+        """Soft limits: synth goes on, the warning says what happens at run time."""
+        cause = self.workflow.estimated_cause_chars()
+        if self.on_failure == "isolate" and cause > limits.FAIL_CAUSE_MAX:
+            cdk.Annotations.of(self).add_warning_v2(
+                "sfn-pipelines:FailCause",
+                f"a failed run's cause (every step's status) may reach ~{cause:,} characters, over Step Functions' "
+                f"{limits.FAIL_CAUSE_MAX:,}; `status` and `resume` then read the execution history instead")
+        events = self.workflow.estimated_history_events()
+        if events > limits.HISTORY_EVENTS_MAX:
+            cdk.Annotations.of(self).add_warning_v2(
+                "sfn-pipelines:HistoryEvents",
+                f"a run writes ~{events:,} history events; Step Functions fails a run at "
+                f"{limits.HISTORY_EVENTS_MAX:,}: split this group (fewer steps per dependency group)")
 
     # --- rendering: one walk over the plan ----------------------------------------
     def _render(self) -> sfn.IChainable:

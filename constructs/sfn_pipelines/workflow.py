@@ -53,6 +53,14 @@ class Workflow:
     def estimated_cost_usd(self, with_retries: bool = False) -> float:
         return self.estimated_transitions(with_retries) * limits.PRICE_PER_TRANSITION_USD
 
+    def estimated_cause_chars(self) -> int:
+        """Upper estimate of the ``Run failed`` cause: the JSON of every step's status
+        (``"<id>":{"status":"SUCCEEDED","job":"<36-char job id>"}``) and the Parallel nesting."""
+        per_step = len('"":{"status":"SUCCEEDED","job":""},') + 36
+        per_parallel, per_branch = len('"_p000":{},'), len('"_b000":{},')
+        nesting = sum(per_parallel + per_branch * len(p.children) for p in self.layout.parallel_keys)
+        return 2 + sum(len(s.id) + per_step for s in self.group.steps) + nesting
+
     def estimated_history_events(self) -> int:
         flow = 3 + len(self.group.steps) + 2  # args check, args pass, start, checks, final check, end
         tasks = len(self.group.steps) + self.gates()
