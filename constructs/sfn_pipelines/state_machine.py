@@ -27,7 +27,7 @@ from sfn_pipelines.definition import definition_size
 from sfn_pipelines.jobs import RUN_ARGS_ENV, RUN_ID_ENV, RUN_ID_TAG, JobSpec, job_spec, overrides_size
 from sfn_pipelines.layout import Scope
 from sfn_pipelines.model import PipelineConfigError, Problem
-from sfn_pipelines.plan import Leaf, Node, Parallel, Series
+from sfn_pipelines.plan import Leaf, Node, Parallel, Plan, Series
 from sfn_pipelines.workflow import Workflow, load_pipeline_set
 
 OnFailure = Literal["isolate", "stop_all"]
@@ -136,7 +136,6 @@ class WorkbenchPipelineStateMachine(Construct):
             sns.Topic(self, "ApprovalTopic", display_name=f"Approvals for {self.workflow.name}",
                       enforce_ssl=True) if gated else None)
 
-        self._tasks: list[tasks.BatchSubmitJob] = []
         definition = self._render()
         self.log_group = None
         log_options = None
@@ -161,8 +160,8 @@ class WorkbenchPipelineStateMachine(Construct):
 
     # --- public surface -----------------------------------------------------------
     @property
-    def plan(self):
-        """The planned structure (``sfn_pipelines.plan.Plan``) this machine was built from."""
+    def plan(self) -> Plan:
+        """The planned structure this machine was built from."""
         return self.workflow.plan
 
     def grant_start_execution(self, grantee: iam.IGrantable) -> iam.Grant:
@@ -171,6 +170,7 @@ class WorkbenchPipelineStateMachine(Construct):
     def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.state_machine.grant_read(grantee)
 
+    # --- checks -------------------------------------------------------------------------
     def _warn_about_limits(self) -> None:
         """Soft limits: synth goes on, the warning says what happens at run time."""
         cause = self.workflow.estimated_cause_chars()
@@ -347,7 +347,6 @@ class WorkbenchPipelineStateMachine(Construct):
         if spec.retries:
             task.add_retry(errors=[sfn.Errors.TASKS_FAILED], interval=self._job_retry_interval,
                            max_attempts=spec.retries, backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
-        self._tasks.append(task)
         return task
 
     def _grant_job_control(self) -> None:
