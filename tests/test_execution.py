@@ -86,6 +86,9 @@ def _scenarios(m: dict[str, Machine]) -> dict[str, Run]:
         "names-select-up-status": Run(m["names"], {"select": {"up": True, "status": True}}),
         "diamond-select-fail-c": Run(m["diamond"], {"select": {"b": True, "c": True, "d": True}},
                                      batch=FakeBatch(fail={"c"})),
+        # b and c left out: a's failure must still stop d (as Batch dependsOn does in sqs mode)
+        "diamond-select-ad-fail-a": Run(m["diamond"], {"select": {"a": True, "d": True}},
+                                        batch=FakeBatch(fail={"a"})),
         # stop_all
         "stop-diamond-fail-b": Run(m["diamond:stop_all"], batch=FakeBatch(fail={"b"})),
         # b1 would run a minute: the run must end (and its job be abandoned) long before
@@ -287,6 +290,15 @@ def test_selection_runs_only_selected_steps(results: dict[str, RunResult], name:
 
 def test_selection_with_failure_skips_selected_descendants(results: dict[str, RunResult]) -> None:
     assert_isolated(results["diamond-select-fail-c"], {"c"}, selected={"b", "c", "d"})
+
+
+def test_a_failure_stops_what_is_downstream_through_unselected_steps(results: dict[str, RunResult]) -> None:
+    result = results["diamond-select-ad-fail-a"]
+    assert result.status == "FAILED" and result.error == RUN_FAILED_ERROR, result.describe()
+    assert result.submitted_steps == ["a"], result.describe()
+    statuses = {s: v["status"] for s, v in result.statuses.items()}
+    # b and c were left out of the selection, yet carry the SKIPPED marker on to d
+    assert statuses == {"a": "FAILED", "b": "SKIPPED", "c": "SKIPPED", "d": "SKIPPED"}, result.describe()
 
 
 # --- (e) stop_all -----------------------------------------------------------------------------
