@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sfn_pipelines import __version__, limits
 from sfn_pipelines.definition import definition_text
@@ -236,6 +237,26 @@ def _count_states(definition: dict) -> dict[str, int]:
 
 
 # --- helpers -----------------------------------------------------------------------------
+def split_script_args(parser: argparse.ArgumentParser) -> None:
+    """Send everything after the first ``--`` to the scripts verbatim, as ``script_args``.
+
+    argparse cannot mix an optional positional with trailing args, so the split happens
+    before it parses (used by ``run`` and ``start``)."""
+    parse = parser.parse_known_args
+
+    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        rest: list[str] = []
+        if "--" in args:
+            i = args.index("--")
+            args, rest = args[:i], args[i + 1:]
+        ns, extras = parse(args, namespace)
+        ns.script_args = rest
+        return ns, extras
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
 def _load(directory: str) -> PipelineSet:
     ps = load_pipeline_set(directory)
     _print_problems(ps.warnings, directory)

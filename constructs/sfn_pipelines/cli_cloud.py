@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sfn_pipelines import cloud
-from sfn_pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, _load
+from sfn_pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, _load, split_script_args
 from sfn_pipelines.limits import PRICE_PER_TRANSITION_USD
 from sfn_pipelines.selection import execution_input, select_steps
 
@@ -45,7 +45,7 @@ def add_start(sub: argparse._SubParsersAction) -> None:
     _add_target(p, prefix_help="start the machines <STACK>-<group> directly, as deployed from DIR")
     p.add_argument("--dry-run", action="store_true", help="show what would start, start nothing")
     _common(p)
-    _split_script_args(p)
+    split_script_args(p)
     p.set_defaults(func=cmd_start)
 
 
@@ -80,24 +80,6 @@ def _add_target(p: argparse.ArgumentParser, prefix_help: str) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.add_argument("--region", help="AWS region (default: from the AWS environment)")
-
-
-def _split_script_args(parser: argparse.ArgumentParser) -> None:
-    """Everything after the first ``--`` is forwarded to the scripts, untouched
-    (argparse alone cannot mix an optional positional with trailing args)."""
-    parse = parser.parse_known_args
-
-    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
-        args = list(sys.argv[1:] if args is None else args)
-        rest: list[str] = []
-        if "--" in args:
-            i = args.index("--")
-            args, rest = args[:i], args[i + 1:]
-        ns, extras = parse(args, namespace)
-        ns.script_args = rest
-        return ns, extras
-
-    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 # --- commands ------------------------------------------------------------------------------

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
 from sfn_pipelines import local_run, runner
-from sfn_pipelines.cli import UsageError, _load
+from sfn_pipelines.cli import UsageError, _load, split_script_args
 
 RUN_HELP = """\
 Runs the selected steps as local processes (this Python, cwd = the script's folder), in
@@ -54,25 +53,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
                    help="treat steps whose script is not available here (workbench:/plugin: refs without "
                         f"{runner.REF_ROOTS_ENV}, s3:// scripts) as up to date instead of failing the run")
     p.set_defaults(func=cmd_run, script_args=[])
-    _split_script_args(p)
-
-
-def _split_script_args(p: argparse.ArgumentParser) -> None:
-    """Everything after the first ``--`` goes to the scripts verbatim. argparse cannot mix an
-    optional positional list with options before ``--``, so split before it parses."""
-    parse = p.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        rest: list[str] = []
-        if "--" in args:
-            i = args.index("--")
-            args, rest = args[:i], args[i + 1:]
-        ns, extra = parse(args, namespace)
-        ns.script_args = rest
-        return ns, extra
-
-    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    split_script_args(p)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
