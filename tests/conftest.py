@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,15 @@ def synth_default_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
         default_app.build_app(cdk.App(context={"pipelines_dir": str(EXAMPLES)}, outdir=str(out))).synth()
     return out
+
+
+def make(root: Path, files: dict[str, str]) -> Path:
+    """Write ``files`` (root-relative path -> text, dedented) under ``root``."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return root
 
 
 @pytest.fixture(scope="session")

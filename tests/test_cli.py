@@ -12,11 +12,11 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import make
 
 from sfn_pipelines import naming
 from sfn_pipelines.cli import main
@@ -66,12 +66,6 @@ PLAN_SCHEMA = {
 }
 
 
-def make(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

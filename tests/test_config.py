@@ -6,11 +6,11 @@ import dataclasses
 import json
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import make
 
 from sfn_pipelines.config import load_tree, parse_ref
 from sfn_pipelines.model import ArtifactRef, PipelineConfigError, Source, StepOptions
@@ -19,13 +19,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "workbench-examples"
 needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="shared/workbench-examples not beside the repo")
 
 
-def make(root: Path, files: dict[str, str]) -> Path:
-    """Write ``files`` (root-relative path -> text, dedented) under ``root``."""
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
 
 
 def problems(root: Path) -> list[str]:

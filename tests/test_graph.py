@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import make
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,12 +50,6 @@ def problems(steps: list[Step]) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
-def make(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    return root
 
 
 def shape(graph: PipelineGraph) -> list[tuple]:
