@@ -161,12 +161,8 @@ def _with_durations(args: argparse.Namespace, answer: dict) -> dict:
 def _status_by_prefix(args: argparse.Namespace, target: str) -> dict:
     sfn = client_factory("stepfunctions", args.region)
     run = cloud.normalize_run_id(target)
-    reports = []
-    for _name, arn in sorted(_machines_by_prefix(sfn, args.state_machine_prefix).items()):
-        try:
-            reports.append(cloud.execution_report(sfn, cloud.execution_arn(arn, run)))
-        except sfn.exceptions.ExecutionDoesNotExist:
-            continue
+    machines = _machines_by_prefix(sfn, args.state_machine_prefix)
+    reports = cloud.run_reports(sfn, [machines[name] for name in sorted(machines)], run)
     if not reports:
         raise cloud.CloudError(f"no execution named {run} in the state machines {args.state_machine_prefix}-*")
     return {"ok": True, "mode": "step_functions", "run_id": run, "executions": reports}

@@ -321,6 +321,17 @@ def add_job_durations(batch: Any, steps: Mapping[str, dict]) -> None:
                 by_job[job["jobId"]]["seconds"] = round((stopped - started) / 1000, 1)
 
 
+def run_reports(sfn: Any, machine_arns: Iterable[str], run: str) -> list[dict]:
+    """``execution_report`` of the execution named ``run`` in each machine that has one."""
+    reports = []
+    for arn in machine_arns:
+        try:
+            reports.append(execution_report(sfn, execution_arn(arn, run)))
+        except sfn.exceptions.ExecutionDoesNotExist:
+            continue
+    return reports
+
+
 def resume_request(sfn: Any, execution: str, run_id: str | None = None) -> dict:
     """What a resume of ``execution`` starts: the same machine, a new run of the steps the
     old run selected and did not finish (FAILED, SKIPPED, ABORTED, never started).

@@ -164,12 +164,8 @@ class Launcher:
         if self.config.mode == "sqs":
             return {"ok": True, "mode": "sqs", **self._batch_status(run)}
         sfn = self.clients("stepfunctions")
-        reports = []
-        for _group, machine in sorted(self.config.state_machines.items()):
-            try:
-                reports.append(cloud.execution_report(sfn, cloud.execution_arn(machine, run)))
-            except sfn.exceptions.ExecutionDoesNotExist:
-                continue
+        machines = self.config.state_machines
+        reports = cloud.run_reports(sfn, [machines[group] for group in sorted(machines)], run)
         if not reports:
             raise cloud.CloudError(f"no execution named {run} in this launcher's state machines")
         return {"ok": True, "mode": "step_functions", "run_id": run, "executions": reports}
